@@ -1,0 +1,74 @@
+"""The lab's command line: the same functions the notebooks call, for a terminal.
+
+Every command turns a ``LabError`` into one line on stderr and exit code 2,
+so a learner never reads a traceback for a mistake they can fix.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from .errors import LabError
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import hostcheck
+
+    checks = hostcheck.run_checks()
+    print(hostcheck.render_text(checks))
+    return 1 if any(c.status == "problem" for c in checks) else 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from . import ownership
+
+    print(ownership.clean())
+    return 0
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from . import rootfs
+
+    print(f"busybox root: {rootfs.busybox_root()}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import exercises
+
+    verdict = exercises.check(args.notebook, args.number)
+    print(f"exercise {args.notebook}.{args.number} {verdict}")
+    return 0 if verdict.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m labsupport",
+        description="The virtualization lab: namespaces, cgroups, containers and VMs on a live kernel.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(func=func)
+        return sub
+
+    add("doctor", _doctor, "Check this host for what the lab needs, item by item.")
+    add("clean", _clean, "Remove everything the lab left on the host (and nothing else); safe to repeat.")
+    add("setup", _setup, "Build the lab's cached root filesystems (done by ./lab up).")
+    check = add("check", _check, "Check one exercise, e.g. `check 01 2`.")
+    check.add_argument("notebook", help="notebook number, e.g. 01")
+    check.add_argument("number", type=int, help="exercise number in that notebook")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,234 @@
+"""What the host holds right now, read from /proc and /sys - and what changed.
+
+The lab promises to leave the host as it found it. This module is how that
+promise is checked: ``snapshot()`` before, ``snapshot()`` after, and
+``residue(before, after)`` lists every mount, link, network namespace,
+cgroup, loop device and process that appeared and is still there.
+
+It only reads. Deciding what belongs to the lab, and removing it, is
+``ownership``'s job.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of /proc/self/mountinfo, reduced to what identifies it."""
+
+    mount_id: int
+    mountpoint: str
+    fstype: str
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.fstype} {self.source} on {self.mountpoint}"
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process, identified by PID and start time so a reused PID is not confused."""
+
+    pid: int
+    start_ticks: int
+    ppid: int
+    name: str
+
+    def __str__(self) -> str:
+        return f"PID {self.pid} ({self.name})"
+
+
+def _unescape(text: str) -> str:
+    """mountinfo writes spaces and tabs in paths as octal escapes."""
+    return (text.replace("\\040", " ").replace("\\011", "\t")
+            .replace("\\012", "\n").replace("\\134", "\\"))
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    """Every mount this process's mount namespace can see."""
+    result = []
+    for line in Path(mountinfo).read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        fstype, source = (right.split() + ["", ""])[:2]
+        result.append(Mount(int(fields[0]), _unescape(fields[4]), fstype, _unescape(source)))
+    return result
+
+
+def links() -> set[str]:
+    """Network interfaces in the host's (this process's) network namespace."""
+    return set(os.listdir("/sys/class/net"))
+
+
+def named_netns() -> set[str]:
+    """Network namespaces kept alive by name under /run/netns (what `ip netns` lists)."""
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def cgroup_mounts() -> list[Path]:
+    """Mount points of every cgroup hierarchy (v1 controllers and v2)."""
+    return sorted({Path(m.mountpoint) for m in mounts() if m.fstype in ("cgroup", "cgroup2")})
+
+
+def own_cgroups(pid: int | str = "self") -> dict[str, str]:
+    """Map each hierarchy (its /proc/PID/cgroup controller field) to the process's group."""
+    groups = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        groups[controllers] = path
+    return groups
+
+
+def _machine_managed_dirs() -> set[Path]:
+    """Cgroup directories whose children belong to whoever put this process there.
+
+    On this workplace every shell command gets a fresh group such as
+    ``memory:/process_api/<id>``; groups appearing next to ours are the
+    machine's, not the lab's, so the residue check must not report them.
+    """
+    managed = set()
+    for mountpoint in cgroup_mounts():
+        for path in own_cgroups().values():
+            parent = Path(path).parent
+            if parent != Path("/") and (mountpoint / parent.relative_to("/")).is_dir():
+                managed.add(mountpoint / parent.relative_to("/"))
+    return managed
+
+
+def cgroups() -> set[str]:
+    """Every cgroup directory on the host, except those the machine itself manages."""
+    skip = _machine_managed_dirs()
+    found: set[str] = set()
+    for mountpoint in cgroup_mounts():
+        for dirpath, dirnames, _ in os.walk(mountpoint):
+            here = Path(dirpath)
+            if here in skip:
+                dirnames.clear()
+                continue
+            if here != mountpoint:
+                found.add(str(here))
+    return found
+
+
+def loop_devices() -> dict[str, str]:
+    """Attached loop devices and the file behind each."""
+    attached = {}
+    for block in Path("/sys/block").glob("loop*"):
+        backing = block / "loop" / "backing_file"
+        if backing.exists():
+            attached[f"/dev/{block.name}"] = backing.read_text().strip()
+    return attached
+
+
+def read_process(pid: int) -> Process | None:
+    """One process from /proc/PID/stat, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The name sits in parentheses and may itself hold spaces or ')'.
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    rest = stat[stat.rindex(")") + 2:].split()
+    return Process(pid, int(rest[19]), int(rest[1]), name)
+
+
+def processes() -> dict[int, Process]:
+    """Every user-space process (kernel threads, children of kthreadd, left out)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            proc = read_process(int(entry))
+            if proc and proc.pid != 2 and proc.ppid != 2:
+                found[proc.pid] = proc
+    return found
+
+
+def descendants(pid: int, table: dict[int, Process]) -> set[int]:
+    """PIDs below ``pid`` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for proc in table.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@dataclass
+class HostState:
+    """A picture of everything the lab could leave behind."""
+
+    mounts: set[Mount] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
+    netns: set[str] = field(default_factory=set)
+    cgroups: set[str] = field(default_factory=set)
+    loops: dict[str, str] = field(default_factory=dict)
+    processes: dict[int, Process] = field(default_factory=dict)
+
+
+def snapshot() -> HostState:
+    """Read the host's state now."""
+    return HostState(set(mounts()), links(), named_netns(), cgroups(),
+                     loop_devices(), processes())
+
+
+def _new_processes(before: HostState, after: HostState) -> list[Process]:
+    """Processes that appeared and that this process is answerable for.
+
+    A new process counts when it descends from us, or when it sits in our own
+    cgroups (an orphan we started, now reparented to init). Processes that the
+    rest of the machine starts meanwhile live in other groups and are ignored.
+    """
+    me = os.getpid()
+    ours = own_cgroups()
+    mine = descendants(me, after.processes)
+    known = {(p.pid, p.start_ticks) for p in before.processes.values()}
+    found = []
+    for proc in after.processes.values():
+        if proc.pid == me or (proc.pid, proc.start_ticks) in known:
+            continue
+        try:
+            same_groups = own_cgroups(proc.pid) == ours
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if proc.pid in mine or same_groups:
+            found.append(proc)
+    return found
+
+
+def residue(before: HostState, after: HostState) -> list[str]:
+    """One line per thing that is in ``after`` but was not in ``before``."""
+    lines = [f"mount: {m}" for m in sorted(after.mounts - before.mounts, key=str)]
+    lines += [f"link: {name}" for name in sorted(after.links - before.links)]
+    lines += [f"network namespace: {name}" for name in sorted(after.netns - before.netns)]
+    lines += [f"cgroup: {path}" for path in sorted(after.cgroups - before.cgroups)]
+    lines += [f"loop device: {dev} -> {after.loops[dev]}"
+              for dev in sorted(set(after.loops) - set(before.loops))]
+    lines += [f"process: {proc}" for proc in _new_processes(before, after)]
+    return lines
+
+
+def residue_since(before: HostState, settle_seconds: float = 3.0) -> list[str]:
+    """Compare now with ``before``, giving asynchronous teardown a moment to finish.
+
+    A killed child may still be a zombie for a few milliseconds, and the
+    kernel frees some objects in the background; only what is still there
+    after ``settle_seconds`` is residue.
+    """
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        found = residue(before, snapshot())
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)

@@ -1,0 +1,138 @@
+"""The child-process runner: namespaces, roots, results and output, checked from both sides."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from labsupport import hoststate, ownership, process, rootfs
+from labsupport.errors import LabError
+
+
+@pytest.fixture()
+def root():
+    path = rootfs.new_busybox_root("test")
+    yield path
+    rootfs.remove_root(path)
+
+
+def _ns(pid: int | str, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def test_a_command_returns_code_and_output() -> None:
+    result = process.run_command(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+def test_exactly_the_namespaces_asked_for_are_new() -> None:
+    asked = {"uts", "ipc", "net"}
+    with process.start(["sleep", "30"], namespaces=sorted(asked)) as child:
+        deadline = time.monotonic() + 5
+        while _ns(child.pid, "net") == _ns("self", "net") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for kind in ("uts", "ipc", "net", "mnt", "pid", "user", "cgroup"):
+            differs = _ns(child.pid, kind) != _ns("self", kind)
+            assert differs == (kind in asked), kind
+
+
+def test_pid_namespace_makes_pid_one_and_proc_shows_only_it(root: Path) -> None:
+    result = process.run_command(["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"],
+                                 namespaces=["pid", "mnt"], root=root, mount_proc=True)
+    pid_inside, count = result.stdout.split()
+    assert pid_inside == "1"
+    assert int(count) <= 3  # sh, and the ls and grep it runs
+    assert not any(m.mountpoint.startswith(str(root)) for m in hoststate.mounts())
+
+
+def test_hostname_inside_leaves_the_host_alone() -> None:
+    host = socket.gethostname()
+    result = process.run_command(["hostname"], namespaces=["uts"], hostname="labbox")
+    assert result.stdout.strip() == "labbox"
+    assert socket.gethostname() == host
+
+
+def test_a_function_runs_chrooted_without_python_inside(root: Path) -> None:
+    assert not (root / "usr/lib/python3").exists()
+    listing = process.run_function(lambda: sorted(os.listdir("/")), root=root)
+    assert "bin" in listing and "home" not in listing
+
+
+def test_pivot_root_leaves_no_way_back(root: Path) -> None:
+    def climb() -> list[str]:
+        os.chdir("/")
+        for _ in range(20):
+            os.chdir("..")
+        return sorted(os.listdir("."))
+
+    assert process.run_function(climb, root=root, namespaces=["mnt"], pivot=True) == \
+        sorted(os.listdir(root))
+
+
+def test_user_namespace_maps_root_inside(root: Path) -> None:
+    uid = process.run_function(os.getuid, namespaces=["user"], uid_map="0 100000 1000",
+                               gid_map="0 100000 1000")
+    assert uid == 0
+
+
+def test_what_the_function_prints_arrives_here(capsys: pytest.CaptureFixture[str]) -> None:
+    process.run_function(lambda: print("hello from the child"), namespaces=["uts"])
+    assert "hello from the child" in capsys.readouterr().out
+
+
+def test_an_exception_inside_is_raised_here() -> None:
+    def fail() -> None:
+        raise ValueError("inside")
+
+    with pytest.raises(ValueError, match="inside"):
+        process.run_function(fail)
+
+
+def test_a_missing_program_is_one_sentence(root: Path) -> None:
+    with pytest.raises(LabError, match="Cannot run 'nosuch' inside: No such file"):
+        process.run_command(["nosuch"], root=root)
+
+
+def test_a_root_that_does_not_exist_is_refused_before_forking() -> None:
+    with pytest.raises(LabError, match="The root /no/such/root does not exist"):
+        process.run_command(["true"], root="/no/such/root")
+
+
+def test_requests_that_would_touch_the_host_are_refused() -> None:
+    with pytest.raises(LabError, match="needs a UTS namespace"):
+        process.run_command(["true"], hostname="oops")
+    with pytest.raises(LabError, match="needs a mount namespace"):
+        process.run_command(["true"], mount_proc=True)
+
+
+def test_a_time_out_kills_the_whole_tree() -> None:
+    with pytest.raises(LabError, match="did not finish within 0.5 s"):
+        process.run_command(["sh", "-c", "sleep 60 & sleep 60"], timeout=0.5,
+                            namespaces=["pid", "mnt"], mount_proc=True)
+
+
+def test_children_die_with_their_parent() -> None:
+    """A kernel killed with SIGKILL takes its children along (PR_SET_PDEATHSIG)."""
+    def parent() -> int:
+        child = process.start(["sleep", "60"], namespaces=["pid"])
+        return child.pid
+
+    # The middle process returns the grandchild's PID, then exits: the
+    # grandchild's parent is gone, so the kernel kills it.
+    pid = process.run_function(parent)
+    deadline = time.monotonic() + 5
+    while hoststate.read_process(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert hoststate.read_process(pid) is None
+    ownership.unregister_process(pid)
+
+
+def test_the_child_is_registered_while_it_runs() -> None:
+    with process.start(["sleep", "30"]) as child:
+        assert child.pid in ownership.lab_processes()
+    assert child.pid not in ownership.lab_processes()
+    assert child.returncode == -signal.SIGKILL

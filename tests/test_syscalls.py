@@ -1,0 +1,124 @@
+"""The syscall layer: real calls, and failures turned into one plain sentence."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labsupport import ownership, process, syscalls
+from labsupport.errors import LabError
+
+
+def _as_nobody(func):
+    """Run ``func`` in a child that dropped root, and return what it returns or raises."""
+    def dropped():
+        os.setgid(65534)
+        os.setuid(65534)
+        return func()
+    return process.run_function(dropped)
+
+
+def test_namespace_names_become_flags() -> None:
+    assert syscalls.namespace_flags(["uts", "pid"]) == syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWPID
+    assert syscalls.namespace_flags([]) == 0
+
+
+def test_an_unknown_namespace_name_is_refused_plainly() -> None:
+    with pytest.raises(LabError, match=r"Unknown namespace 'utc': choose from mnt, uts"):
+        syscalls.namespace_flags(["utc"])
+
+
+def test_unshare_and_sethostname_change_only_the_child() -> None:
+    def rename() -> str:
+        syscalls.unshare(syscalls.CLONE_NEWUTS)
+        syscalls.sethostname("labtest")
+        return socket.gethostname()
+
+    host = socket.gethostname()
+    assert process.run_function(rename) == "labtest"
+    assert socket.gethostname() == host
+
+
+def test_unshare_without_root_names_the_call_and_the_cause() -> None:
+    with pytest.raises(LabError) as caught:
+        _as_nobody(lambda: syscalls.unshare(syscalls.CLONE_NEWUTS))
+    text = str(caught.value)
+    assert text.startswith("unshare failed: Operation not permitted (EPERM)")
+    assert "needs root" in text and "\n" not in text
+
+
+def test_mount_errors_name_the_path() -> None:
+    missing = "/run/labsupport/no/such/dir"
+    with pytest.raises(LabError, match=f"mount on {missing} failed: No such file or directory"):
+        process.run_function(lambda: syscalls.mount("tmpfs", missing, "tmpfs"), namespaces=["mnt"])
+
+
+def test_mount_and_umount_a_tmpfs_in_a_private_namespace_only() -> None:
+    target = ownership.temp_dir("mnt")
+
+    def mount_and_look() -> bool:
+        syscalls.mount("labtmp", target, "tmpfs")
+        (target / "inside").write_text("x")
+        seen = any(line.split()[4] == str(target) for line in open("/proc/self/mountinfo"))
+        syscalls.umount(target)
+        return seen
+
+    try:
+        assert process.run_function(mount_and_look, namespaces=["mnt"]) is True
+        assert not (target / "inside").exists(), "the tmpfs leaked to the host"
+    finally:
+        os.rmdir(target)
+
+
+def test_umount_of_a_non_mount_point_is_explained() -> None:
+    scratch = ownership.temp_dir("umount")
+    try:
+        with pytest.raises(LabError, match="umount2 on .* failed: Invalid argument .*not a mount point"):
+            process.run_function(lambda: syscalls.umount(scratch), namespaces=["mnt"])
+    finally:
+        os.rmdir(scratch)
+
+
+def test_pivot_root_outside_a_mount_namespace_is_explained() -> None:
+    scratch = ownership.temp_dir("pivot")
+    try:
+        with pytest.raises(LabError, match=r"pivot_root on \S+ failed: .* \(E[A-Z]+\) - "):
+            process.run_function(lambda: syscalls.pivot_root(scratch, scratch))
+    finally:
+        os.rmdir(scratch)
+
+
+def test_setns_joins_another_process_namespace() -> None:
+    with process.start(["sleep", "30"], namespaces=["uts"], hostname="labjoin") as child:
+        def join() -> str:
+            fd = os.open(f"/proc/{child.pid}/ns/uts", os.O_RDONLY)
+            syscalls.setns(fd, syscalls.CLONE_NEWUTS)
+            return socket.gethostname()
+
+        for _ in range(100):  # wait until the child has renamed itself
+            if Path(f"/proc/{child.pid}/ns/uts").resolve() != Path("/proc/self/ns/uts").resolve():
+                break
+        assert process.run_function(join) == "labjoin"
+
+
+def test_setns_on_a_file_that_is_not_a_namespace() -> None:
+    def join_wrong() -> None:
+        fd = os.open("/etc/hostname", os.O_RDONLY)
+        syscalls.setns(fd, syscalls.CLONE_NEWUTS, "/etc/hostname")
+
+    with pytest.raises(LabError, match="setns on /etc/hostname failed: Invalid argument"):
+        process.run_function(join_wrong)
+
+
+def test_the_cli_refuses_a_non_root_user_in_one_line() -> None:
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          sys.executable, "-m", "labsupport", "clean"],
+                         capture_output=True, text=True, cwd=Path(__file__).parent.parent,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert "needs root" in out.stderr and "Traceback" not in out.stderr
