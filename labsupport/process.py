@@ -43,12 +43,15 @@ class Isolation:
     """What the child should be isolated with: the learner's request.
 
     ``namespaces`` uses the /proc/PID/ns names: mnt, uts, ipc, pid, net,
-    user, cgroup. ``root`` is changed with chroot, or with pivot_root when
-    ``pivot`` is set (that needs a mount namespace). ``mount_proc`` mounts a
-    fresh /proc inside, which shows only the PID namespace's own processes.
+    user, cgroup. ``enter`` lists existing namespaces to join first, as
+    (kind, /proc/PID/ns/KIND) pairs - what ``nsenter`` and ``docker exec`` do.
+    ``root`` is changed with chroot, or with pivot_root when ``pivot`` is set
+    (that needs a mount namespace). ``mount_proc`` mounts a fresh /proc
+    inside, which shows only the PID namespace's own processes.
     """
 
     namespaces: frozenset[str] = frozenset()
+    enter: tuple[tuple[str, str], ...] = ()
     root: Path | None = None
     pivot: bool = False
     hostname: str | None = None
@@ -60,10 +63,12 @@ class Isolation:
     @classmethod
     def make(cls, namespaces: Sequence[str] = (), root: str | os.PathLike | None = None,
              pivot: bool = False, hostname: str | None = None, mount_proc: bool = False,
-             uid_map: str | None = None, gid_map: str | None = None, cwd: str = "/") -> "Isolation":
+             uid_map: str | None = None, gid_map: str | None = None, cwd: str = "/",
+             enter: int | None = None, enter_namespaces: Sequence[str] | None = None) -> "Isolation":
         """Check the request before anything is forked, so errors come early and plain."""
         names = frozenset(namespaces)
         syscalls.namespace_flags(names)  # refuses unknown names
+        joined = _namespaces_to_enter(enter, enter_namespaces) if enter is not None else ()
         new_root = None
         if root is not None:
             new_root = Path(root).resolve()
@@ -83,7 +88,26 @@ class Isolation:
             uid = os.geteuid()
             uid_map = uid_map or f"0 {uid} 1"
             gid_map = gid_map or f"0 {os.getegid()} 1"
-        return cls(names, new_root, pivot, hostname, mount_proc, uid_map, gid_map, cwd)
+        return cls(names, joined, new_root, pivot, hostname, mount_proc, uid_map, gid_map, cwd)
+
+
+def _namespaces_to_enter(pid: int, kinds: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    """The namespace files of ``pid`` to join: those asked for, or all that differ from ours."""
+    if not Path(f"/proc/{pid}").is_dir():
+        raise LabError(f"The process {pid} is gone (or never existed): nothing to enter.")
+    wanted = list(kinds) if kinds is not None else list(syscalls.NAMESPACE_FLAGS)
+    syscalls.namespace_flags(wanted)
+    pairs = []
+    for kind in wanted:
+        theirs = f"/proc/{pid}/ns/{kind}"
+        try:
+            if kinds is None and os.readlink(theirs) == os.readlink(f"/proc/self/ns/{kind}"):
+                continue  # already shared: joining it would change nothing
+        except FileNotFoundError:
+            raise LabError(f"The process {pid} is gone: nothing to enter.") from None
+        pairs.append((kind, theirs))
+    # The user namespace first: it grants the rights to join the others.
+    return tuple(sorted(pairs, key=lambda pair: pair[0] != "user"))
 
 
 @dataclass
@@ -168,6 +192,8 @@ def _die_with_parent(parent: int) -> None:
 def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
     """Everything between fork and running the target, in the kernel's order."""
     _die_with_parent(parent)
+    if iso.enter:
+        _join(iso.enter)
     syscalls.unshare(syscalls.namespace_flags(iso.namespaces))
     if "user" in iso.namespaces:
         # Only the parent, still in the old user namespace, may write our maps.
@@ -177,8 +203,8 @@ def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
         # We still hold the host's uid; become the mapped root of the new namespace.
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    if "pid" in iso.namespaces:
-        _become_pid_one()
+    if "pid" in iso.namespaces or any(kind == "pid" for kind, _ in iso.enter):
+        _fork_into_pid_namespace()
     if "mnt" in iso.namespaces:
         # Private first: nothing mounted from here on may leak back to the host.
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
@@ -191,11 +217,23 @@ def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
     os.chdir(iso.cwd)
 
 
-def _become_pid_one() -> None:
-    """After unshare(CLONE_NEWPID) only our *children* join the new namespace.
+def _join(namespaces: tuple[tuple[str, str], ...]) -> None:
+    """setns into each namespace; all files are opened first, while /proc is still ours."""
+    opened = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in namespaces]
+    for kind, path, fd in opened:
+        syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[kind], path)
+        os.close(fd)
+        if kind == "user":  # as nsenter does: act as the namespace's root
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
 
-    So fork once more: the child becomes PID 1 there and goes on; this process
-    waits for it and exits with its status.
+
+def _fork_into_pid_namespace() -> None:
+    """After unshare(CLONE_NEWPID) or setns into a PID namespace, only our
+    *children* are in it.
+
+    So fork once more: the child goes on inside (as PID 1 of a new namespace);
+    this process waits for it and exits with its status.
     """
     # PID 1 cannot see its parent (getppid() says 0), so it learns of the
     # parent's death from a pipe whose write end only the parent holds.

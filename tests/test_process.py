@@ -136,3 +136,24 @@ def test_the_child_is_registered_while_it_runs() -> None:
         assert child.pid in ownership.lab_processes()
     assert child.pid not in ownership.lab_processes()
     assert child.returncode == -signal.SIGKILL
+
+
+def test_enter_joins_a_running_process_namespaces(root: Path) -> None:
+    with process.start(["sleep", "30"], namespaces=["uts", "pid", "mnt", "net"], root=root, pivot=True,
+                       hostname="labinner", mount_proc=True) as child:
+        deadline = time.monotonic() + 5
+        while _ns(child.pid, "uts") == _ns("self", "uts") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        result = process.run_command(["sh", "-c", "hostname; cat /proc/1/comm; ip -o link | cut -d: -f2"],
+                                     enter=child.pid)
+        name, pid_one, links = result.stdout.split("\n", 2)
+        assert (name, pid_one) == ("labinner", "sleep")
+        assert links.split() == ["lo"]
+
+
+def test_entering_a_process_that_is_gone_is_one_sentence() -> None:
+    with process.start(["true"]) as child:
+        child.wait()
+    with pytest.raises(LabError, match=f"The process {child.pid} is gone"):
+        process.run_command(["true"], enter=child.pid)
