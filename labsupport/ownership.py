@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import hoststate, syscalls
-from .errors import LabError
+from .errors import LabError, require_root
 
 PREFIX = "lab"
 STATE_DIR = Path(os.environ.get("LAB_STATE_DIR", "/run/labsupport"))
@@ -272,8 +272,6 @@ def clean() -> CleanReport:
     the scratch directories. Running it twice is harmless: the second run
     finds nothing.
     """
-    from .errors import require_root
-
     require_root("Cleaning up the lab")
     report = CleanReport()
     for step in (_kill_processes, _unmount_all, _delete_links, _delete_netns,

@@ -149,7 +149,9 @@ def remove_root(root: str | os.PathLike) -> None:
     root = Path(root)
     if not ownership.is_lab_path(root) or root in ownership.lab_dirs():
         raise LabError(f"{root} is not a root the lab made; it was left alone.")
-    if any(m.mountpoint.startswith(str(root.resolve())) for m in ownership.lab_mounts()):
+    inside = root.resolve()
+    if any(Path(m.mountpoint) == inside or inside in Path(m.mountpoint).parents
+           for m in ownership.lab_mounts()):
         raise LabError(f"Something is still mounted inside {root}: unmount it first "
                        "(or run `python -m labsupport clean`).")
     scratch = root.parent if root.parent.parent == ownership.TEMP_DIR else root
