@@ -187,9 +187,23 @@ def _kill_processes(report: CleanReport) -> None:
             pass
     deadline = time.monotonic() + 3
     while any(hoststate.read_process(p) for p in pids) and time.monotonic() < deadline:
+        _reap_own_children(pids)
         time.sleep(0.02)
     for entry in PROCS_DIR.glob("*") if PROCS_DIR.is_dir() else []:
         entry.unlink(missing_ok=True)
+
+
+def _reap_own_children(pids: list[int]) -> None:
+    """Collect those of the killed processes that are our own children.
+
+    Called from a notebook, clean() kills the kernel's own children; unless
+    the kernel waits for them they stay behind as zombies.
+    """
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # not ours, or already collected
 
 
 def _unmount_all(report: CleanReport) -> None:

@@ -380,8 +380,11 @@ class Child:
         return self.returncode  # type: ignore[return-value]
 
     def _reap(self) -> None:
-        _, status = os.waitpid(self.pid, 0)
-        self.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # someone else (a clean-up) already collected it
+            self.returncode = -signal.SIGKILL
         ownership.unregister_process(self.pid)
         for fd in set(self._chunks) - self._closed:
             os.close(fd)

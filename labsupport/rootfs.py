@@ -76,7 +76,22 @@ def build_from_programs(root: str | os.PathLike, programs: list[str]) -> list[Pa
         files.add(path)
         files.update(shared_libraries(path))
     root.mkdir(parents=True, exist_ok=True)
+    _mirror_merged_usr(root)
     return [Path("/") / _copy_into(root, f).relative_to(root) for f in sorted(files)]
+
+
+def _mirror_merged_usr(root: Path) -> None:
+    """Give the root the host's /bin -> usr/bin style links, where the host has them.
+
+    Debian 12 and Ubuntu keep programs only under /usr ("merged /usr"); with the
+    same links inside, /bin/ls and /usr/bin/ls name one file there as here.
+    """
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/") / top
+        if host.is_symlink():
+            target = os.readlink(host)
+            (root / top).parent.joinpath(target).mkdir(parents=True, exist_ok=True)
+            (root / top).symlink_to(target)
 
 
 def _busybox_id() -> str:
