@@ -42,6 +42,22 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if verdict.passed else 1
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .bench import charts
+
+    module = bench.benchmark(args.benchmark)
+    if args.chart:
+        charts.chart_path(args.chart)
+    result = module.run(rounds=args.rounds, quick=args.quick)
+    print(module.report(result))
+    if args.json:
+        print(f"saved {result.save(args.json)}")
+    if args.chart:
+        print(f"saved {charts.save(charts.bar_chart(result), args.chart)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m labsupport",
@@ -59,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = add("check", _check, "Check one exercise, e.g. `check 01 2`.")
     check.add_argument("notebook", help="notebook number, e.g. 01")
     check.add_argument("number", type=int, help="exercise number in that notebook")
+    from .bench import BENCHMARKS
+
+    bench = add("bench", _bench, "Measure peers side by side, e.g. `bench namespaces`: "
+                "medians, spread and ratios.")
+    bench.add_argument("benchmark", choices=BENCHMARKS, help="what to measure")
+    bench.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds (default: the benchmark's own)")
+    bench.add_argument("--quick", action="store_true", help="a few rounds: the shape, not figures to quote")
+    bench.add_argument("--json", metavar="FILE", help="save every sample and the machine's facts as JSON")
+    bench.add_argument("--chart", metavar="FILE", help="save a slide-sized chart (.png or .svg)")
     return parser
 
 
