@@ -3,7 +3,7 @@
 The lab promises to leave the host as it found it. This module is how that
 promise is checked: ``snapshot()`` before, ``snapshot()`` after, and
 ``residue(before, after)`` lists every mount, link, network namespace,
-cgroup, loop device and process that appeared and is still there.
+cgroup, loop device, IPC object and process that appeared and is still there.
 
 It only reads. Deciding what belongs to the lab, and removing it, is
 ``ownership``'s job.
@@ -20,12 +20,22 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 @dataclass(frozen=True)
 class Mount:
-    """One line of /proc/self/mountinfo, reduced to what identifies it."""
+    """One line of /proc/self/mountinfo, reduced to what identifies it.
+
+    ``root`` (the directory of the filesystem mounted here: not "/" for a
+    bind mount of a subdirectory), ``options`` and ``propagation`` are shown,
+    never compared: marking a mount shared or read-only does not make it a
+    new one. ``propagation`` is mountinfo's optional fields ("shared:3",
+    "master:3", both, "unbindable"), or "private" when there are none.
+    """
 
     mount_id: int
     mountpoint: str
     fstype: str
     source: str
+    root: str = field(default="/", compare=False)
+    options: str = field(default="", compare=False)
+    propagation: str = field(default="private", compare=False)
 
     def __str__(self) -> str:
         return f"{self.fstype} {self.source} on {self.mountpoint}"
@@ -57,7 +67,8 @@ def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
         left, _, right = line.partition(" - ")
         fields = left.split()
         fstype, source = (right.split() + ["", ""])[:2]
-        result.append(Mount(int(fields[0]), _unescape(fields[4]), fstype, _unescape(source)))
+        result.append(Mount(int(fields[0]), _unescape(fields[4]), fstype, _unescape(source),
+                            _unescape(fields[3]), fields[5], " ".join(fields[6:]) or "private"))
     return result
 
 
@@ -129,6 +140,79 @@ def loop_devices() -> dict[str, str]:
     return attached
 
 
+@dataclass(frozen=True)
+class IpcObject:
+    """A System V IPC object (found by its key) or a POSIX message queue (by its name).
+
+    ``ident`` is the SysV id the kernel gave it (-1 for a POSIX queue); two
+    objects with key 0 (IPC_PRIVATE) differ only by it. ``detail`` (size,
+    messages) is shown, never compared: it changes while the object stays.
+    """
+
+    kind: str  # "shm", "msg", "sem" or "mqueue"
+    name: str  # "0x1ab00001" for SysV, "/labq" for POSIX
+    ident: int = -1
+    detail: str = field(default="", compare=False)
+
+    @property
+    def title(self) -> str:
+        """What it is and its key or name - the same on every side of a namespace."""
+        what = {"shm": "SysV shared memory", "msg": "SysV message queue",
+                "sem": "SysV semaphore set", "mqueue": "POSIX message queue"}[self.kind]
+        return f"{what} {self.name}"
+
+    def __str__(self) -> str:
+        return self.title + (f" (id {self.ident})" if self.ident >= 0 else "")
+
+
+# The column that tells how full each kind is, in /proc/sysvipc/<kind>.
+_SYSV_DETAIL = {"shm": ("size", "bytes"), "msg": ("qnum", "messages"), "sem": ("nsems", "semaphores")}
+
+
+def sysv_ipc(directory: str = "/proc/sysvipc") -> set[IpcObject]:
+    """Every SysV object of the reader's IPC namespace (the kernel picks it when the file is opened)."""
+    found = set()
+    for kind, (column, unit) in _SYSV_DETAIL.items():
+        header, *lines = Path(directory, kind).read_text().splitlines()
+        names = header.split()
+        for line in lines:
+            row = dict(zip(names, line.split()))
+            ident = int(row["shmid" if kind == "shm" else "msqid" if kind == "msg" else "semid"])
+            found.add(IpcObject(kind, f"{int(row['key']) & 0xFFFFFFFF:#010x}", ident,
+                                f"{row[column]} {unit}"))
+    return found
+
+
+def posix_mqueues(directory: str | os.PathLike) -> set[IpcObject]:
+    """The POSIX message queues in a mounted mqueue filesystem (one file per queue)."""
+    found = set()
+    for entry in Path(directory).iterdir():
+        size = entry.read_text().split()[0].removeprefix("QSIZE:")  # "QSIZE:12 NOTIFY:0 ..."
+        found.add(IpcObject("mqueue", f"/{entry.name}", detail=f"{size} bytes queued"))
+    return found
+
+
+def ipc_in_own_namespace() -> set[IpcObject]:
+    """Every IPC object of the caller's IPC namespace; call it in a child with a private mount namespace.
+
+    POSIX queues can only be listed through an mqueue filesystem, and that
+    shows the IPC namespace of whoever mounts it. The host has none mounted
+    (no /dev/mqueue here), so the child mounts one over its own view of /tmp:
+    the host's mount table never changes.
+    """
+    from . import syscalls
+
+    syscalls.mount("mqueue", "/tmp", "mqueue")
+    return sysv_ipc() | posix_mqueues("/tmp")
+
+
+def ipc_objects() -> set[IpcObject]:
+    """Every IPC object of this process's IPC namespace, listed by a short-lived child."""
+    from . import process  # process builds on ownership, which builds on this module
+
+    return process.run_function(ipc_in_own_namespace, namespaces=["mnt"])
+
+
 def read_process(pid: int) -> Process | None:
     """One process from /proc/PID/stat, or None if it is gone."""
     try:
@@ -139,6 +223,15 @@ def read_process(pid: int) -> Process | None:
     name = stat[stat.index("(") + 1:stat.rindex(")")]
     rest = stat[stat.rindex(")") + 2:].split()
     return Process(pid, int(rest[19]), int(rest[1]), name)
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state in /proc/PID/stat (R, S, D, Z for a zombie ...), or "" when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    return stat[stat.rindex(")") + 2]
 
 
 def processes() -> dict[int, Process]:
@@ -175,12 +268,14 @@ class HostState:
     cgroups: set[str] = field(default_factory=set)
     loops: dict[str, str] = field(default_factory=dict)
     processes: dict[int, Process] = field(default_factory=dict)
+    ipc: set[IpcObject] = field(default_factory=set)
 
 
 def snapshot() -> HostState:
     """Read the host's state now."""
+    ipc = ipc_objects()  # first: the child that lists them must be gone before processes are read
     return HostState(set(mounts()), links(), named_netns(), cgroups(),
-                     loop_devices(), processes())
+                     loop_devices(), processes(), ipc)
 
 
 def _new_processes(before: HostState, after: HostState) -> list[Process]:
@@ -215,6 +310,7 @@ def residue(before: HostState, after: HostState) -> list[str]:
     lines += [f"cgroup: {path}" for path in sorted(after.cgroups - before.cgroups)]
     lines += [f"loop device: {dev} -> {after.loops[dev]}"
               for dev in sorted(set(after.loops) - set(before.loops))]
+    lines += [f"IPC object: {obj}" for obj in sorted(after.ipc - before.ipc, key=str)]
     lines += [f"process: {proc}" for proc in _new_processes(before, after)]
     return lines
 

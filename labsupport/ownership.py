@@ -14,6 +14,9 @@ network namespace   a name starting with ``lab`` in /run/netns
 cgroup              a directory named ``lab`` (or ``lab*``) right under a
                     hierarchy's root, and everything below it
 loop device         its backing file lies in a lab directory
+kept namespace      a bind mount under /run/labsupport/ns/<name>/<kind>
+SysV IPC object     its key lies in the lab's range 0x1ab00000-0x1ab0ffff
+POSIX msg queue     a name starting with ``/lab``
 process             registered under /run/labsupport/procs (PID + start time),
                     or started with ``LABSUPPORT_OWNED`` in its environment,
                     or sitting in a lab cgroup
@@ -40,12 +43,16 @@ WORK_DIR = Path(os.environ.get("LAB_WORK_DIR", "/var/lib/labsupport"))
 CACHE_DIR = Path(os.environ.get("LAB_CACHE_DIR", "/var/cache/labsupport"))
 PROCS_DIR = STATE_DIR / "procs"
 TEMP_DIR = STATE_DIR / "tmp"
+HELD_NS_DIR = STATE_DIR / "ns"
 NETNS_DIR = Path("/run/netns")
 
 #: Put into the environment of every command the lab starts.
 MARKER_ENV = "LABSUPPORT_OWNED"
 
 _IFNAMSIZ = 15  # the kernel's limit on interface names, without the NUL
+
+#: SysV IPC keys the lab uses: "1ab" in hex, then 16 bits of its own.
+IPC_KEYS = range(0x1AB00000, 0x1AB10000)
 
 
 def owned_name(stem: str, max_len: int = _IFNAMSIZ) -> str:
@@ -149,6 +156,18 @@ def lab_links() -> list[str]:
 
 def lab_netns() -> list[str]:
     return sorted(n for n in hoststate.named_netns() if is_lab_name(n))
+
+
+def is_lab_ipc(obj: hoststate.IpcObject) -> bool:
+    """A SysV object with a key in the lab's range, or a POSIX queue named /lab*."""
+    if obj.kind == "mqueue":
+        return obj.name.startswith(f"/{PREFIX}")
+    return int(obj.name, 16) in IPC_KEYS
+
+
+def lab_ipc_objects() -> list[hoststate.IpcObject]:
+    """The lab's IPC objects in this process's IPC namespace (a box's die with the box)."""
+    return sorted((o for o in hoststate.ipc_objects() if is_lab_ipc(o)), key=str)
 
 
 def lab_loop_devices() -> list[str]:
@@ -272,6 +291,27 @@ def _remove_cgroups(report: CleanReport) -> None:
             report.failed.append(f"cgroup {group}")
 
 
+def _remove_held_namespace_files(report: CleanReport) -> None:
+    # Runs after _unmount_all: what is left under ns/ are the empty files the mounts sat on.
+    for entry in HELD_NS_DIR.glob("*") if HELD_NS_DIR.is_dir() else []:
+        shutil.rmtree(entry, ignore_errors=True)
+        if entry.exists():
+            report.failed.append(f"kept namespace files {entry}")
+        else:
+            report.note("kept namespace files", entry.name)
+
+
+def _remove_ipc(report: CleanReport) -> None:
+    from . import ipc  # ipc builds on process, which builds on this module
+
+    for obj in lab_ipc_objects():
+        try:
+            ipc.remove(obj)
+            report.note("IPC objects", str(obj))
+        except LabError:
+            report.failed.append(str(obj))
+
+
 def _remove_temp_dirs(report: CleanReport) -> None:
     for entry in TEMP_DIR.glob("*") if TEMP_DIR.is_dir() else []:
         shutil.rmtree(entry, ignore_errors=True)
@@ -282,13 +322,13 @@ def clean() -> CleanReport:
     """Remove everything the lab left on the host, and nothing else.
 
     The order matters: processes first (they hold mounts, namespaces and
-    cgroups), then mounts, links, namespaces, loop devices, cgroups and last
-    the scratch directories. Running it twice is harmless: the second run
-    finds nothing.
+    cgroups), then mounts (kept namespaces among them), links, namespaces,
+    loop devices, cgroups, IPC objects and last the scratch directories.
+    Running it twice is harmless: the second run finds nothing.
     """
     require_root("Cleaning up the lab")
     report = CleanReport()
-    for step in (_kill_processes, _unmount_all, _delete_links, _delete_netns,
-                 _detach_loops, _remove_cgroups, _remove_temp_dirs):
+    for step in (_kill_processes, _unmount_all, _remove_held_namespace_files, _delete_links,
+                 _delete_netns, _detach_loops, _remove_cgroups, _remove_ipc, _remove_temp_dirs):
         step(report)
     return report

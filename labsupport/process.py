@@ -19,6 +19,7 @@ the whole tree down.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
@@ -37,6 +38,9 @@ from .errors import LabError, require_root
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+#: What a new mount namespace does to its copy of every mount first (``propagation=``).
+PROPAGATION = {"private": syscalls.MS_PRIVATE, "slave": syscalls.MS_SLAVE, "unchanged": 0}
+
 
 @dataclass(frozen=True)
 class Isolation:
@@ -44,10 +48,16 @@ class Isolation:
 
     ``namespaces`` uses the /proc/PID/ns names: mnt, uts, ipc, pid, net,
     user, cgroup. ``enter`` lists existing namespaces to join first, as
-    (kind, /proc/PID/ns/KIND) pairs - what ``nsenter`` and ``docker exec`` do.
+    (kind, namespace file) pairs - what ``nsenter`` and ``docker exec`` do.
     ``root`` is changed with chroot, or with pivot_root when ``pivot`` is set
     (that needs a mount namespace). ``mount_proc`` mounts a fresh /proc
     inside, which shows only the PID namespace's own processes.
+    ``cgroup_procs`` lists ``cgroup.procs`` files the child writes its own
+    PID to first, so it starts its work already inside those cgroups.
+    ``propagation`` is what a new mount namespace makes of its copy of every
+    mount first: "private" (the default), "slave" (runc's default: the host's
+    mounts still arrive, none go back) or "unchanged" (shared mounts stay
+    shared with the host - only for showing why the other two exist).
     """
 
     namespaces: frozenset[str] = frozenset()
@@ -59,12 +69,17 @@ class Isolation:
     uid_map: str | None = None
     gid_map: str | None = None
     cwd: str = "/"
+    cgroup_procs: tuple[Path, ...] = ()
+    propagation: str = "private"
 
     @classmethod
     def make(cls, namespaces: Sequence[str] = (), root: str | os.PathLike | None = None,
              pivot: bool = False, hostname: str | None = None, mount_proc: bool = False,
              uid_map: str | None = None, gid_map: str | None = None, cwd: str = "/",
-             enter: int | None = None, enter_namespaces: Sequence[str] | None = None) -> "Isolation":
+             enter: int | str | os.PathLike | None = None,
+             enter_namespaces: Sequence[str] | None = None,
+             cgroup_procs: Sequence[str | os.PathLike] = (),
+             propagation: str = "private") -> "Isolation":
         """Check the request before anything is forked, so errors come early and plain."""
         names = frozenset(namespaces)
         syscalls.namespace_flags(names)  # refuses unknown names
@@ -81,6 +96,13 @@ class Isolation:
                            "or it would cover the host's /proc.")
         if mount_proc and new_root is not None and not (new_root / "proc").is_dir():
             raise LabError(f"The root {new_root} has no /proc directory to mount on.")
+        if propagation not in PROPAGATION:
+            raise LabError(f"Unknown propagation {propagation!r}: choose from {', '.join(PROPAGATION)}.")
+        if propagation != "private" and "mnt" not in names:
+            raise LabError("Propagation applies to a new mount namespace: add 'mnt' to namespaces.")
+        if propagation == "unchanged" and (pivot or mount_proc):
+            raise LabError("With propagation 'unchanged' the mounts of pivot_root and of a fresh "
+                           "/proc could reach the host's table: use 'private' or 'slave'.")
         if hostname is not None and "uts" not in names:
             raise LabError("Setting a hostname needs a UTS namespace ('uts'), "
                            "or it would rename the host.")
@@ -88,24 +110,48 @@ class Isolation:
             uid = os.geteuid()
             uid_map = uid_map or f"0 {uid} 1"
             gid_map = gid_map or f"0 {os.getegid()} 1"
-        return cls(names, joined, new_root, pivot, hostname, mount_proc, uid_map, gid_map, cwd)
+        procs = tuple(Path(p) for p in cgroup_procs)
+        for path in procs:
+            if path.name != "cgroup.procs" or not path.is_file():
+                raise LabError(f"{path} is not the cgroup.procs file of an existing cgroup: "
+                               "create the group first.")
+        return cls(names, joined, new_root, pivot, hostname, mount_proc, uid_map, gid_map, cwd,
+                   procs, propagation)
 
 
-def _namespaces_to_enter(pid: int, kinds: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
-    """The namespace files of ``pid`` to join: those asked for, or all that differ from ours."""
-    if not Path(f"/proc/{pid}").is_dir():
-        raise LabError(f"The process {pid} is gone (or never existed): nothing to enter.")
-    wanted = list(kinds) if kinds is not None else list(syscalls.NAMESPACE_FLAGS)
+def _namespaces_to_enter(target: int | str | os.PathLike,
+                         kinds: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    """The namespace files to join: those asked for, or all that differ from ours.
+
+    ``target`` is a PID (its /proc/PID/ns directory), or a directory of
+    namespace files named by kind, as a kept namespace is (a bind mount of
+    /proc/PID/ns/KIND keeps it alive after its processes end).
+    """
+    by_pid = isinstance(target, int)
+    directory = Path(f"/proc/{target}/ns") if by_pid else Path(target)
+    if not directory.is_dir():
+        raise LabError(f"The process {target} is gone (or never existed): nothing to enter." if by_pid
+                       else f"There is no directory {target} of namespace files to enter.")
+    wanted = list(kinds) if kinds is not None else \
+        [kind for kind in syscalls.NAMESPACE_FLAGS if (directory / kind).exists()]
     syscalls.namespace_flags(wanted)
     pairs = []
     for kind in wanted:
-        theirs = f"/proc/{pid}/ns/{kind}"
+        # A lab child that made a PID namespace stays outside it, waiting for
+        # its PID 1: its pid_for_children is the namespace it stands for.
+        theirs = directory / ("pid_for_children" if by_pid and kind == "pid" else kind)
         try:
-            if kinds is None and os.readlink(theirs) == os.readlink(f"/proc/self/ns/{kind}"):
-                continue  # already shared: joining it would change nothing
+            ns = os.stat(theirs)
         except FileNotFoundError:
-            raise LabError(f"The process {pid} is gone: nothing to enter.") from None
-        pairs.append((kind, theirs))
+            if not by_pid:
+                raise LabError(f"{directory} holds no {kind} namespace to enter.") from None
+            # pid_for_children reads as missing until the namespace's PID 1 exists.
+            raise LabError(f"The process {target} is gone" + (", or its PID namespace has no PID 1 "
+                           "yet" if kind == "pid" else "") + ": nothing to enter.") from None
+        ours = os.stat(f"/proc/self/ns/{kind}")
+        if kinds is None and (ns.st_dev, ns.st_ino) == (ours.st_dev, ours.st_ino):
+            continue  # already shared: joining it would change nothing
+        pairs.append((kind, str(theirs)))
     # The user namespace first: it grants the rights to join the others.
     return tuple(sorted(pairs, key=lambda pair: pair[0] != "user"))
 
@@ -192,6 +238,7 @@ def _die_with_parent(parent: int) -> None:
 def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
     """Everything between fork and running the target, in the kernel's order."""
     _die_with_parent(parent)
+    _join_cgroups(iso.cgroup_procs)
     if iso.enter:
         _join(iso.enter)
     syscalls.unshare(syscalls.namespace_flags(iso.namespaces))
@@ -205,9 +252,9 @@ def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
         os.setresuid(0, 0, 0)
     if "pid" in iso.namespaces or any(kind == "pid" for kind, _ in iso.enter):
         _fork_into_pid_namespace()
-    if "mnt" in iso.namespaces:
-        # Private first: nothing mounted from here on may leak back to the host.
-        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    if "mnt" in iso.namespaces and iso.propagation != "unchanged":
+        # Private (or slave) first: nothing mounted from here on may leak back to the host.
+        syscalls.mount(None, "/", None, syscalls.MS_REC | PROPAGATION[iso.propagation])
     if iso.hostname is not None:
         syscalls.sethostname(iso.hostname)
     if iso.root is not None:
@@ -215,6 +262,18 @@ def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
     if iso.mount_proc:
         syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
     os.chdir(iso.cwd)
+
+
+def _join_cgroups(procs_files: tuple[Path, ...]) -> None:
+    """Move ourselves into each cgroup before anything else, while we still hold
+    the host's PID and rights - so not one instruction of the work runs outside.
+    """
+    for path in procs_files:
+        try:
+            path.write_text(str(os.getpid()))
+        except OSError as err:
+            raise LabError(f"Cannot join the cgroup {path.parent}: "
+                           f"{os.strerror(err.errno or 0)}.") from None
 
 
 def _join(namespaces: tuple[tuple[str, str], ...]) -> None:
@@ -238,7 +297,15 @@ def _fork_into_pid_namespace() -> None:
     # PID 1 cannot see its parent (getppid() says 0), so it learns of the
     # parent's death from a pipe whose write end only the parent holds.
     alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
-    child = os.fork()
+    try:
+        child = os.fork()
+    except OSError as err:
+        if err.errno != errno.ENOMEM:
+            raise
+        # The kernel's way of saying the namespace's PID 1 has died: a PID
+        # namespace takes no new process once its init is gone.
+        raise LabError("That PID namespace has no PID 1 any more (its init ended), "
+                       "so it cannot take a new process: start a new one.") from None
     if child == 0:
         os.close(alive_w)
         syscalls.set_parent_death_signal(signal.SIGKILL)
@@ -249,6 +316,13 @@ def _fork_into_pid_namespace() -> None:
     os.close(alive_r)
     _, status = os.waitpid(child, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _restore_default_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; a program it starts should not inherit that
+    (a shell pipeline would never stop at a closed pipe). subprocess does the same."""
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _dup_cloexec(fd: int) -> int:
@@ -284,6 +358,7 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
         _enter(iso, pipes, parent)
         if is_command:
             argv = [os.fspath(a) for a in target]  # type: ignore[union-attr]
+            _restore_default_signals()
             try:
                 os.execvpe(argv[0], argv, env or {})
             except OSError as err:
@@ -313,6 +388,8 @@ class Child:
     def __init__(self, target: Callable[[], Any] | Sequence[str], iso: Isolation,
                  env: dict[str, str] | None = None) -> None:
         require_root("Creating namespaces and changing roots")
+        if not callable(target) and ownership.MARKER_ENV not in (env or {}):
+            env = command_env(env)  # every command the lab starts must be findable by clean()
         self.iso = iso
         self.started = time.monotonic()
         self._pipes = pipes = _Pipes.open()
@@ -327,7 +404,11 @@ class Child:
             os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
         except OSError:
             pass  # the child already did it, or already exec'd
-        ownership.register_process(pid)
+        # A command carries the lab's marker in its environment; a forked
+        # function has none, so clean() learns of it from the registry.
+        self._registered = callable(target)
+        if self._registered:
+            ownership.register_process(pid)
         pipes.keep_only(pipes.sync_r, pipes.go_w, pipes.result_r, pipes.out_r, pipes.err_r)
         try:
             if "user" in iso.namespaces:
@@ -385,7 +466,8 @@ class Child:
             self.returncode = os.waitstatus_to_exitcode(status)
         except ChildProcessError:  # someone else (a clean-up) already collected it
             self.returncode = -signal.SIGKILL
-        ownership.unregister_process(self.pid)
+        if self._registered:
+            ownership.unregister_process(self.pid)
         for fd in set(self._chunks) - self._closed:
             os.close(fd)
             self._closed.add(fd)

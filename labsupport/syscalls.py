@@ -55,6 +55,7 @@ MNT_DETACH = 2
 
 # prctl(2) options used by the runner.
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 
 _SYS_PIVOT_ROOT = 155  # x86_64; libc has no wrapper
@@ -178,6 +179,17 @@ def set_parent_death_signal(signum: int) -> None:
     This is how a child of a Jupyter kernel dies with it even on SIGKILL.
     """
     _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0), "prctl")
+
+
+def set_dumpable() -> None:
+    """Make this process dumpable again, so that its /proc/PID files belong to it.
+
+    A process that changed its uid (root dropping to an ordinary user) is made
+    non-dumpable, and its /proc/self/uid_map then belongs to the host's root:
+    it could not write its own user namespace's maps. A program started by
+    exec is dumpable already; a forked copy that changed uid has to ask.
+    """
+    _check(_libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(1), 0, 0, 0), "prctl")
 
 
 def set_no_new_privs() -> None:

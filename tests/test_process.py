@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import hoststate, ownership, process, rootfs
+from labsupport import hoststate, ownership, process, rootfs, syscalls
 from labsupport.errors import LabError
 
 
@@ -131,11 +131,24 @@ def test_children_die_with_their_parent() -> None:
     ownership.unregister_process(pid)
 
 
-def test_the_child_is_registered_while_it_runs() -> None:
+def test_a_running_command_is_known_to_clean_by_its_marker() -> None:
     with process.start(["sleep", "30"]) as child:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child.pid}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
         assert child.pid in ownership.lab_processes()
     assert child.pid not in ownership.lab_processes()
     assert child.returncode == -signal.SIGKILL
+
+
+def test_a_running_function_is_known_to_clean_by_the_registry() -> None:
+    child = process.Child(lambda: time.sleep(30), process.Isolation.make())
+    try:
+        assert child.pid in ownership.lab_processes()
+    finally:
+        child.stop()
+    assert child.pid not in ownership.lab_processes()
 
 
 def test_enter_joins_a_running_process_namespaces(root: Path) -> None:
@@ -157,3 +170,100 @@ def test_entering_a_process_that_is_gone_is_one_sentence() -> None:
         child.wait()
     with pytest.raises(LabError, match=f"The process {child.pid} is gone"):
         process.run_command(["true"], enter=child.pid)
+
+
+def test_enter_a_directory_of_kept_namespace_files() -> None:
+    """A namespace file bind-mounted elsewhere is entered like /proc/PID/ns, after its process ended."""
+    kept = ownership.temp_dir("keptns")
+    with process.start(["sleep", "30"], namespaces=["uts"], hostname="labkept") as child:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child.pid}/comm").read_text() != "sleep\n":  # named, then exec'd
+            assert time.monotonic() < deadline, "the child never ran sleep"
+            time.sleep(0.01)
+        (kept / "uts").touch()
+        syscalls.mount(f"/proc/{child.pid}/ns/uts", kept / "uts", None, syscalls.MS_BIND)
+    try:
+        assert hoststate.read_process(child.pid) is None
+        assert process.run_command(["hostname"], enter=kept).stdout == "labkept\n"
+        assert socket.gethostname() != "labkept"
+        with pytest.raises(LabError, match="holds no ipc namespace"):
+            process.run_command(["true"], enter=kept, enter_namespaces=["ipc"])
+    finally:
+        syscalls.umount(kept / "uts")
+        rootfs.remove_root(kept)
+
+
+def test_entering_a_pid_namespace_child_lands_inside_its_pid_namespace(root: Path) -> None:
+    """The runner's child waits outside the PID namespace it made; entering it by PID still goes in."""
+    with process.start(["sleep", "30"], namespaces=["pid", "mnt"], root=root, pivot=True,
+                       mount_proc=True) as child:
+        children = Path(f"/proc/{child.pid}/task/{child.pid}/children")
+        deadline = time.monotonic() + 5
+        while not any(Path(f"/proc/{pid}/comm").read_text() == "sleep\n"
+                      for pid in children.read_text().split()):
+            assert time.monotonic() < deadline, "PID 1 never ran"
+            time.sleep(0.01)
+        assert _ns(child.pid, "pid_for_children") != _ns("self", "pid")
+        shell = process.run_command(["sh", "-c", "echo $$; cat /proc/1/comm"], enter=child.pid)
+        pid_inside, pid_one = shell.stdout.split()
+        assert pid_one == "sleep"
+        assert int(pid_inside) < 10  # numbered in the box's namespace, not the host's
+        assert _ns(child.pid, "pid") == _ns("self", "pid")  # the waiting parent itself stays outside
+
+
+def test_the_child_joins_cgroups_before_it_runs() -> None:
+    """cgroup_procs: the child writes itself into each cgroup.procs before exec - no race, no outside time."""
+    from labsupport import cgroups
+
+    with cgroups.create() as group:
+        first = process.run_command(["cat", "/proc/self/cgroup"], cgroup_procs=group.procs_files)
+        inside = {line.split(":", 2)[2] for line in first.stdout.splitlines()
+                  if line.split(":", 2)[1] != "name=systemd"}
+        assert f"/lab/{group.name}" in inside
+        with process.start(["sleep", "30"], cgroup_procs=group.procs_files) as child:
+            deadline = time.monotonic() + 5  # once it runs sleep, it has joined every group
+            while Path(f"/proc/{child.pid}/comm").read_text() != "sleep\n" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for procs in group.procs_files:
+                assert str(child.pid) in procs.read_text().split(), procs
+    with pytest.raises(LabError, match="is not the cgroup.procs file of an existing cgroup"):
+        process.run_command(["true"], cgroup_procs=[group.procs_files[0]])
+
+
+@pytest.fixture()
+def shared_mount():
+    """A lab tmpfs marked shared, as a systemd host's / is: a new mount namespace starts as its peer."""
+    path = ownership.temp_dir("test-propagation") / "shared"
+    path.mkdir()
+    syscalls.mount("lab-shared", path, "tmpfs", 0, "size=1m")
+    syscalls.mount(None, path, None, syscalls.MS_SHARED)
+    yield path
+    syscalls.umount(path, syscalls.MNT_DETACH)
+    path.rmdir()
+    path.parent.rmdir()
+
+
+def _mount_at(path: Path, pid: int | str = "self") -> hoststate.Mount:
+    return [m for m in hoststate.mounts(f"/proc/{pid}/mountinfo") if m.mountpoint == str(path)][-1]
+
+
+@pytest.mark.parametrize("propagation, tag", [("private", None), ("slave", "master"), ("unchanged", "shared")])
+def test_propagation_decides_what_the_child_makes_of_a_shared_mount(
+        shared_mount: Path, propagation: str, tag: str | None) -> None:
+    group = _mount_at(shared_mount).propagation.removeprefix("shared:")
+    with process.start(["sleep", "30"], namespaces=["mnt"], propagation=propagation) as child:
+        deadline = time.monotonic() + 5  # once it runs sleep, the runner's mount step is done
+        while Path(f"/proc/{child.pid}/comm").read_text() != "sleep\n" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        copy = _mount_at(shared_mount, child.pid)
+    assert copy.propagation == ("private" if tag is None else f"{tag}:{group}")
+    assert _mount_at(shared_mount).propagation == f"shared:{group}"  # the host's own mount is untouched
+
+
+def test_propagation_requests_are_checked_before_forking() -> None:
+    with pytest.raises(LabError, match="Unknown propagation 'rshared': choose from private, slave, unchanged"):
+        process.run_command(["true"], namespaces=["mnt"], propagation="rshared")
+    with pytest.raises(LabError, match="add 'mnt' to namespaces"):
+        process.run_command(["true"], propagation="slave")
+    with pytest.raises(LabError, match="could reach the host's table"):
+        process.run_command(["true"], namespaces=["mnt"], propagation="unchanged", mount_proc=True)

@@ -122,3 +122,12 @@ def test_the_cli_refuses_a_non_root_user_in_one_line() -> None:
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "needs root" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_set_dumpable_gives_a_process_that_dropped_root_its_proc_files_back() -> None:
+    def owners() -> tuple[int, int]:
+        before = os.stat("/proc/self/uid_map").st_uid  # non-dumpable after setuid: root's
+        syscalls.set_dumpable()
+        return before, os.stat("/proc/self/uid_map").st_uid
+
+    assert _as_nobody(owners) == (0, 65534)
