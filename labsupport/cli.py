@@ -29,9 +29,22 @@ def _clean(args: argparse.Namespace) -> int:
 
 def _setup(args: argparse.Namespace) -> int:
     from . import rootfs
+    from .vm import initramfs
 
     print(f"busybox root: {rootfs.busybox_root()}")
+    kernel, initrd = initramfs.prepare()
+    print(f"guest kernel: {kernel}\nguest initramfs: {initrd}")
     return 0
+
+
+def _guest_test(args: argparse.Namespace) -> int:
+    from .vm import guest_tests
+
+    result = guest_tests.run_pytest_in_guest(args.module, args.pytest_args)
+    if not result.ok:
+        print(result.output)
+    print(result)
+    return 0 if result.ok else 1
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -71,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("doctor", _doctor, "Check this host for what the lab needs, item by item.")
     add("clean", _clean, "Remove everything the lab left on the host (and nothing else); safe to repeat.")
-    add("setup", _setup, "Build the lab's cached root filesystems (done by ./lab up).")
+    add("setup", _setup, "Build the lab's cached root filesystems and guest VM kernel (done by ./lab up).")
+    guest = add("guest-test", _guest_test, "Run a test module inside a VM with its own kernel "
+                "(pure cgroup v2), e.g. `guest-test tests/test_cgroups.py`.")
+    guest.add_argument("module", help="a test file, relative to the lab's checkout")
+    guest.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more arguments for pytest")
     check = add("check", _check, "Check one exercise, e.g. `check 01 2`.")
     check.add_argument("notebook", help="notebook number, e.g. 01")
     check.add_argument("number", type=int, help="exercise number in that notebook")

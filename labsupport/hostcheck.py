@@ -12,7 +12,9 @@ import html
 import os
 import platform
 import re
+import shutil
 import struct
+import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -285,6 +287,25 @@ def check_kvm() -> Verdict:
     return Verdict("warning", "/dev/kvm present, test guest failed", probe.reason)
 
 
+def check_qemu() -> Verdict:
+    """Notebooks 12-13 boot Debian's kernel under QEMU; `setup` caches that kernel."""
+    from labsupport.vm import guest_kernel, qemu
+
+    if shutil.which(qemu.QEMU) is None:
+        return Verdict("warning", "not installed",
+                       "Notebooks 12-13 boot VMs with QEMU: run sudo ./lab install "
+                       "(it installs qemu-system-x86); containers are unaffected.")
+    banner = subprocess.run([qemu.QEMU, "--version"], capture_output=True, text=True).stdout
+    version = (re.findall(r"version ([\d.]+)", banner) or ["?"])[0]
+    kernel = guest_kernel.cached()
+    if kernel is None:
+        return Verdict("warning", f"QEMU {version}, no guest kernel",
+                       "Run `python -m labsupport setup` once to fetch the guest's "
+                       "kernel (about 70 MB) before notebooks 12-13.")
+    return Verdict("ok", f"QEMU {version}, guest Linux {kernel.release}",
+                   "VMs can boot Debian's own kernel, under the accelerator the kvm row names.")
+
+
 CHECKS: tuple[tuple[str, CheckFunction], ...] = (
     ("root", check_root),
     ("kernel", check_kernel),
@@ -296,6 +317,7 @@ CHECKS: tuple[tuple[str, CheckFunction], ...] = (
     ("busybox-static", check_busybox_static),
     ("python", check_python),
     ("kvm", check_kvm),
+    ("qemu", check_qemu),
 )
 
 
