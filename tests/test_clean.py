@@ -14,10 +14,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 from jupyter_client.manager import start_new_kernel
 
-from labsupport import hoststate, ownership, process, rootfs, syscalls
+from labsupport import hoststate, ownership, process, syscalls
 
 REPO = Path(__file__).resolve().parent.parent
 
