@@ -355,8 +355,9 @@ def stop_children() -> list[int]:
     also stops a box whose cell failed before its variable was set.
     """
     me = os.getpid()
-    stopped = [pid for pid in ownership.lab_processes()
-               if (proc := hoststate.read_process(pid)) is not None and proc.ppid == me]
+    stopped = sorted(set(process.live_children()) | {
+        pid for pid in ownership.lab_processes()
+        if (proc := hoststate.read_process(pid)) is not None and proc.ppid == me})
     for pid in stopped:
         try:
             os.killpg(pid, signal.SIGKILL)  # its group: the box's own children too

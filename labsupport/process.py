@@ -382,6 +382,16 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
 
 # -- in the parent ------------------------------------------------------------
 
+#: The children this Python process started and has not collected yet, by PID.
+_LIVE: dict[int, "Child"] = {}
+
+
+def live_children() -> list[int]:
+    """PIDs of the children started here that are not collected yet - even those that
+    have not exec'd their command (and so carry no marker) yet."""
+    return sorted(_LIVE)
+
+
 class Child:
     """A running child started by the lab: its PID, its output, and how to end it."""
 
@@ -404,6 +414,7 @@ class Child:
             os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
         except OSError:
             pass  # the child already did it, or already exec'd
+        _LIVE[pid] = self
         # A command carries the lab's marker in its environment; a forked
         # function has none, so clean() learns of it from the registry.
         self._registered = callable(target)
@@ -466,6 +477,7 @@ class Child:
             self.returncode = os.waitstatus_to_exitcode(status)
         except ChildProcessError:  # someone else (a clean-up) already collected it
             self.returncode = -signal.SIGKILL
+        _LIVE.pop(self.pid, None)
         if self._registered:
             ownership.unregister_process(self.pid)
         for fd in set(self._chunks) - self._closed:

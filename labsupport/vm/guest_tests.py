@@ -28,6 +28,7 @@ from .guest_kernel import fetch_kernel
 from .qemu import VM, Reached, Share
 
 REPO = Path(__file__).resolve().parents[2]
+CHECKOUT_TAG = "labcheckout"
 SHARE_TAG = "labshare"
 #: Where the writable share appears inside the guest: outside the lab's own
 #: directories, so a ``clean`` run by the tests in there never touches it.
@@ -144,7 +145,10 @@ def run_in_guest(script: str, boot_timeout: float = 120, run_timeout: float = 90
         (share / "run.sh").write_text(script)
         config = initramfs.guest_config(
             kernel, run=GUEST_SHARE / "run.sh", memory_mb=memory_mb, cpus=cpus,
-            shares=[Share(SHARE_TAG, share, writable=True, guest_path=GUEST_SHARE)])
+            shares=[Share(SHARE_TAG, share, writable=True, guest_path=GUEST_SHARE),
+                    # The checkout may sit under a path the guest covers with a fresh
+                    # tmpfs (a CI clone in /tmp): mount it again at the same place.
+                    Share(CHECKOUT_TAG, REPO, guest_path=REPO)])
         with VM.start(config) as vm:
             fail_on = (initramfs.FAILED_MARKER,)
             boot = vm.wait_for(initramfs.READY_MARKER, boot_timeout, fail_on)
