@@ -312,10 +312,15 @@ def _remove_ipc(report: CleanReport) -> None:
             report.failed.append(str(obj))
 
 
+#: Half-finished image imports and builds (the store renames only complete ones out of it).
+IMAGE_STAGING_DIR = WORK_DIR / "images" / "tmp"
+
+
 def _remove_temp_dirs(report: CleanReport) -> None:
-    for entry in TEMP_DIR.glob("*") if TEMP_DIR.is_dir() else []:
-        shutil.rmtree(entry, ignore_errors=True)
-        report.note("temporary directories", entry.name)
+    for scratch in (TEMP_DIR, IMAGE_STAGING_DIR):
+        for entry in scratch.glob("*") if scratch.is_dir() else []:
+            shutil.rmtree(entry, ignore_errors=True)
+            report.note("temporary directories", entry.name)
 
 
 def clean() -> CleanReport:
