@@ -29,11 +29,29 @@ def _clean(args: argparse.Namespace) -> int:
 
 def _setup(args: argparse.Namespace) -> int:
     from . import rootfs
-    from .vm import initramfs
+    from .vm import debian_image, initramfs
 
     print(f"busybox root: {rootfs.busybox_root()}")
     kernel, initrd = initramfs.prepare()
     print(f"guest kernel: {kernel}\nguest initramfs: {initrd}")
+    print(f"full guest: {debian_image.build()}")
+    return 0
+
+
+def _vagrant(args: argparse.Namespace) -> int:
+    from .vm import vagrant
+
+    if args.action == "build-box":
+        print(f"box {vagrant.BOX_NAME}: {vagrant.ensure_box(rebuild=args.rebuild)}")
+    elif args.action == "up":
+        vagrant.ensure_box()
+        vagrant.Libvirt.start()   # keeps running after this command, until `vagrant down`
+        print(vagrant.up())
+    elif args.action == "ssh":
+        print(vagrant.ssh(" ".join(args.command) or "uptime").output, end="")
+    else:
+        vagrant.cleanup()
+        print("the VM, its libvirtd and its QEMU are gone (the box stays cached)")
     return 0
 
 
@@ -59,15 +77,72 @@ def _bench(args: argparse.Namespace) -> int:
     from . import bench
     from .bench import charts
 
+    from .bench import latest
+
+    if args.export:
+        print("\n".join(latest.export_all(args.export)))
+        return 0
+    if args.benchmark is None:
+        raise LabError("Name a benchmark to run, or pass --export DIR to draw the saved ones.")
     module = bench.benchmark(args.benchmark)
     if args.chart:
         charts.chart_path(args.chart)
     result = module.run(rounds=args.rounds, quick=args.quick)
     print(module.report(result))
+    latest.keep(result)
     if args.json:
         print(f"saved {result.save(args.json)}")
     if args.chart:
         print(f"saved {charts.save(charts.bar_chart(result), args.chart)}")
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from . import grading
+
+    scores = grading.grade(args.notebook)
+    print(grading.render_text(scores))
+    if args.json:
+        print(f"saved {grading.save_json(scores, args.json)}")
+    if args.csv:
+        print(f"saved {grading.save_csv(scores, args.csv)}")
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from . import grading
+
+    done = grading.reset(args.notebook)
+    print("\n".join(done) if done else f"notebook {args.notebook} was already at its start")
+    return 0
+
+
+def _image_import(args: argparse.Namespace) -> int:
+    from . import images
+
+    print(f"imported {images.import_archive(args.file, name=args.name)}")
+    return 0
+
+
+def _image_ls(args: argparse.Namespace) -> int:
+    from . import images
+
+    for image in images.list_images():
+        print(f"{image.ref:30} {image.id[:12]}  {len(image.layers)} layers  cmd {' '.join(image.config.cmd)}")
+    return 0
+
+
+def _image_rm(args: argparse.Namespace) -> int:
+    from . import images
+
+    print(f"removed {', '.join(images.remove(args.ref))}")
+    return 0
+
+
+def _image_export(args: argparse.Namespace) -> int:
+    from . import images
+
+    print(f"wrote {images.export_archive(args.ref, args.file, format=args.format)}")
     return 0
 
 
@@ -85,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("doctor", _doctor, "Check this host for what the lab needs, item by item.")
     add("clean", _clean, "Remove everything the lab left on the host (and nothing else); safe to repeat.")
     add("setup", _setup, "Build the lab's cached root filesystems and guest VM kernel (done by ./lab up).")
+    vm = add("vagrant", _vagrant, "The Vagrant comparison VM on the lab's own libvirt: "
+             "build-box (offline), up, ssh COMMAND, down.")
+    vm.add_argument("action", choices=("build-box", "up", "ssh", "down"))
+    vm.add_argument("command", nargs="*", help="for ssh: the command to run (quote it if it has options)")
+    vm.add_argument("--rebuild", action="store_true", help="for build-box: build it again")
     guest = add("guest-test", _guest_test, "Run a test module inside a VM with its own kernel "
                 "(pure cgroup v2), e.g. `guest-test tests/test_cgroups.py`.")
     guest.add_argument("module", help="a test file, relative to the lab's checkout")
@@ -92,15 +172,47 @@ def build_parser() -> argparse.ArgumentParser:
     check = add("check", _check, "Check one exercise, e.g. `check 01 2`.")
     check.add_argument("notebook", help="notebook number, e.g. 01")
     check.add_argument("number", type=int, help="exercise number in that notebook")
+    grade = add("grade", _grade, "Run every exercise's check (or one notebook's) and print a score table.")
+    grade.add_argument("notebook", nargs="?", help="only this notebook, e.g. 03")
+    grade.add_argument("--json", metavar="FILE", help="also save the scores as JSON")
+    grade.add_argument("--csv", metavar="FILE", help="also save the scores as CSV")
+    reset = add("reset", _reset, "Return one notebook's lab state to its start (its boxes, kept "
+                "namespaces, groups and exercise directory); nothing else is touched.")
+    reset.add_argument("notebook", help="notebook number, e.g. 02")
     from .bench import BENCHMARKS
 
     bench = add("bench", _bench, "Measure peers side by side, e.g. `bench namespaces`: "
                 "medians, spread and ratios.")
-    bench.add_argument("benchmark", choices=BENCHMARKS, help="what to measure")
+    bench.add_argument("benchmark", nargs="?", choices=BENCHMARKS, help="what to measure")
     bench.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds (default: the benchmark's own)")
     bench.add_argument("--quick", action="store_true", help="a few rounds: the shape, not figures to quote")
     bench.add_argument("--json", metavar="FILE", help="save every sample and the machine's facts as JSON")
     bench.add_argument("--chart", metavar="FILE", help="save a slide-sized chart (.png or .svg)")
+    bench.add_argument("--export", metavar="DIR", help="draw every benchmark's latest saved result as "
+                       "slides (PNG and SVG) into DIR; a benchmark never run is run --quick first")
+    from .container.cli import register as register_container_commands
+
+    register_container_commands(add)
+    image = add("image", lambda args: image.print_help() or 2,
+                "Images in the lab's store: import, ls, rm, export (see `image COMMAND --help`).")
+    image_commands = image.add_subparsers(dest="image_command", metavar="IMAGE_COMMAND")
+
+    def add_image(name: str, func: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = image_commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(func=func)
+        return sub
+
+    imp = add_image("import", _image_import, "Import an OCI layout or `docker save` archive; "
+                    "every digest and layer entry is checked.")
+    imp.add_argument("file", help="the archive (.tar, or .tar.gz)")
+    imp.add_argument("--name", metavar="N", help="name[:tag] for the image (default: the archive's own)")
+    add_image("ls", _image_ls, "List the images in the store, with their ids and layers.")
+    rm = add_image("rm", _image_rm, "Remove an image by name[:tag] or id; unused layers go with it.")
+    rm.add_argument("ref", help="name, name:tag or id")
+    exp = add_image("export", _image_export, "Write an image as an archive another tool can load.")
+    exp.add_argument("ref", help="name, name:tag or id")
+    exp.add_argument("file", help="where to write the archive")
+    exp.add_argument("--format", choices=["oci", "docker"], default="oci", help="OCI layout (default) or docker save")
     return parser
 
 

@@ -323,6 +323,14 @@ def _remove_temp_dirs(report: CleanReport) -> None:
             report.note("temporary directories", entry.name)
 
 
+def _stop_containers(report: CleanReport) -> None:
+    # First: a container's shim undoes its own network, ports and cgroup when asked to stop.
+    from .container.runtime import clean_all
+
+    for name in clean_all():
+        report.note("containers", name)
+
+
 def clean() -> CleanReport:
     """Remove everything the lab left on the host, and nothing else.
 
@@ -333,7 +341,8 @@ def clean() -> CleanReport:
     """
     require_root("Cleaning up the lab")
     report = CleanReport()
-    for step in (_kill_processes, _unmount_all, _remove_held_namespace_files, _delete_links,
-                 _delete_netns, _detach_loops, _remove_cgroups, _remove_ipc, _remove_temp_dirs):
+    for step in (_stop_containers, _kill_processes, _unmount_all, _remove_held_namespace_files,
+                 _delete_links, _delete_netns, _detach_loops, _remove_cgroups, _remove_ipc,
+                 _remove_temp_dirs):
         step(report)
     return report

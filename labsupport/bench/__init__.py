@@ -21,7 +21,7 @@ from .result import BenchResult
 from .runner import Peer, run_peers
 
 #: Benchmarks the command line offers: name -> module with run() and report().
-BENCHMARKS = ("namespaces",)
+BENCHMARKS = ("namespaces", "vms", "containers")
 
 
 def benchmark(name: str) -> ModuleType:

@@ -73,7 +73,7 @@ def all_exercises() -> list[Exercise]:
 def check(notebook: str, number: int) -> Verdict:
     """Run one exercise's check; an unexpected failure inside it becomes a hint, not a traceback."""
     _load_all()
-    key = (str(notebook).zfill(2), number)
+    key = (str(notebook).zfill(2) if str(notebook).isdigit() else str(notebook), number)  # "3" -> "03"; "A" stays
     if key not in _REGISTRY:
         raise LabError(f"There is no exercise {number} in notebook {notebook}.")
     try:

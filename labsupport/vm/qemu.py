@@ -160,6 +160,11 @@ class VMConfig:
     cpus: int = 2
     accelerator: Optional[str] = None  # None: usable_accelerator()
     qemu: str = QEMU
+    # What the full guest (fullvm) and the tuning comparison (tuning) change:
+    machine: str = "microvm"
+    tcg_options: str = "thread=multi"  # e.g. "thread=multi,tb-size=128" trims the translation cache
+    base_kernel_args: tuple[str, ...] = ("console=ttyS0", "panic=-1", "quiet")
+    extra_args: tuple[str, ...] = ()  # devices: disks, NICs
 
     def check(self) -> None:
         """Refuse bad input before anything starts, one sentence each."""
@@ -187,15 +192,16 @@ class VMConfig:
                                "the kernel splits its command line on spaces.")
 
     def kernel_command_line(self, accelerator: str) -> str:
-        args = ["console=ttyS0", "panic=-1", "quiet"]
+        args = list(self.base_kernel_args)
         if accelerator == "tcg":
             args.append(f"tsc_early_khz={host_tsc_khz()}")
         return " ".join(args + list(self.kernel_args))
 
     def argv(self, accelerator: str, console: Path) -> list[str]:
         """QEMU's command line; the serial console goes to the file ``console``."""
-        accel = ["-accel", "tcg,thread=multi"] if accelerator == "tcg" else ["-accel", "kvm", "-cpu", "host"]
-        argv = [self.qemu, "-M", "microvm", *accel, "-m", f"{self.memory_mb}M",
+        accel = (["-accel", f"tcg,{self.tcg_options}".rstrip(",")] if accelerator == "tcg"
+                 else ["-accel", "kvm", "-cpu", "host"])
+        argv = [self.qemu, "-M", self.machine, *accel, "-m", f"{self.memory_mb}M",
                 "-smp", str(self.cpus), "-nodefaults", "-no-user-config", "-display", "none",
                 "-no-reboot", "-chardev", f"file,id=console,path={_qemu_value(console)}",
                 "-serial", "chardev:console", "-kernel", _qemu_value(self.kernel),
@@ -204,7 +210,7 @@ class VMConfig:
             argv += ["-initrd", _qemu_value(self.initrd)]
         for index, share in enumerate(self.shares):
             argv += share.qemu_args(index)
-        return argv
+        return argv + list(self.extra_args)
 
 
 # -- the running machine ---------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""How long does a container take to start? ``/bin/true`` in a busybox root, five ways.
+
+Peers, interleaved in one run on the same busybox root: the lab's runtime
+called from a running Python (run, wait for the exit, remove) and from a
+cold CLI (``python -m labsupport run --rm``), ``unshare`` + ``chroot`` (the
+floor: namespaces and a root, nothing else), bubblewrap, and runc.
+crun is left out: version 1.8 refuses this host's hybrid cgroup layout
+(v1 with an almost empty v2 mount), and hiding the v2 mount from it would
+measure a different set-up from the others'.
+
+The lab's runtime does much more per start than unshare + chroot: an
+overlay mount, a cgroup, a network namespace plugged into a bridge, and two
+Python processes (shim and child). The ratios say what that costs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import container, ownership, process, rootfs
+from ..container import views
+from ..errors import LabError
+from .result import BenchResult
+from .runner import Peer, run_peers
+
+GROUP = "busybox /bin/true"
+LAB_PY, LAB_CLI, UNSHARE, BWRAP, RUNC = ("lab runtime (Python)", "lab runtime (cold CLI)",
+                                         "unshare+chroot", "bubblewrap", "runc")
+ROUNDS = 30
+QUICK_ROUNDS = 3
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def _command(series: str, argv: list[str]) -> Peer:
+    env = process.command_env({"PYTHONPATH": _PACKAGE_PARENT})
+
+    def trial() -> None:
+        done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+        if done.returncode != 0:
+            raise LabError(f"{series} failed ({done.returncode}): {done.stderr.decode(errors='replace').strip()}")
+    return Peer(series, trial, GROUP)
+
+
+def _lab_python() -> Peer:
+    def trial() -> None:
+        cid = container.run("busybox", ["/bin/true"])
+        try:
+            if not container.runtime._wait_exited(container.runtime.container_dir(cid), 10):
+                raise LabError("The lab container did not exit within 10 s.")
+        finally:
+            container.remove(cid, force=True)
+    return Peer(LAB_PY, trial, GROUP)
+
+
+def _runc(bundle: Path, state: Path) -> Peer:
+    counter = iter(range(10**9))
+
+    def trial() -> None:
+        cid = f"{bundle.name}-{next(counter)}"
+        done = subprocess.run(["runc", "--root", str(state), "run", "--bundle", str(bundle), cid],
+                              stdin=subprocess.DEVNULL, capture_output=True)
+        if done.returncode != 0:
+            raise LabError(f"runc failed: {done.stderr.decode(errors='replace').strip()}")
+    return Peer(RUNC, trial, GROUP)
+
+
+def run(rounds: int | None = None, quick: bool = False, progress: bool | None = None) -> BenchResult:
+    quick = quick or bool(os.environ.get("LAB_FAST"))
+    rounds = rounds or (QUICK_ROUNDS if quick else ROUNDS)
+    root = rootfs.busybox_root()
+    peers = [_lab_python(),
+             _command(LAB_CLI, [sys.executable, "-m", "labsupport", "run", "--rm", "busybox", "/bin/true"]),
+             _command(UNSHARE, ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net",
+                                "chroot", str(root), "/bin/true"])]
+    if shutil.which("bwrap"):
+        peers.append(_command(BWRAP, ["bwrap", "--unshare-all", "--die-with-parent", "--bind", str(root), "/",
+                                      "--proc", "/proc", "--dev", "/dev", "/bin/true"]))
+    bundle = state = None
+    try:
+        if shutil.which("runc"):
+            bundle = views.runc_bundle(["/bin/true"])
+            state = ownership.temp_dir("runcstate")
+            peers.append(_runc(bundle, state))
+        return run_peers(peers, rounds, name="containers", unit="ms", baseline=UNSHARE,
+                         title="Start /bin/true in a container: the lab's runtime vs its peers",
+                         warmup=1, progress=progress)
+    finally:
+        for scratch in (bundle, state):
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+def report(result: BenchResult) -> str:
+    return str(result.table()) + "\n" + result.caption()

@@ -1,0 +1,17 @@
+"""A small container runtime built from the lab's pieces: the notebooks' steps, together.
+
+    cid = container.run("busybox", ["httpd", "-f", "-p", "80"], name="web",
+                        publish=["127.0.0.1:8080:80"], memory="64M")
+    container.exec_in("web", ["ps"]); container.logs("web")
+    container.stop("web"); container.remove("web")
+
+State lives in /run/labsupport/containers/<id>/ (state.json, config.json,
+container.log), so the CLI (``python -m labsupport ps``) sees what a notebook
+started. ``run_bundle(DIR)`` runs an OCI bundle, the one ``runc spec`` writes.
+"""
+from .runtime import (create, create_bundle, exec_in, inspect, kill, list_containers, logs,
+                      ps_table, remove, run, run_bundle, start, state, stop)
+from .spec import load as load_spec, parse as parse_spec
+
+__all__ = ["create", "create_bundle", "exec_in", "inspect", "kill", "list_containers", "load_spec",
+           "logs", "parse_spec", "ps_table", "remove", "run", "run_bundle", "start", "state", "stop"]

@@ -1,0 +1,444 @@
+"""A container's life: create, start, exec, stop, kill, remove - with its state on disk.
+
+Why a state directory and a shim: a container started from a notebook must
+be listed and stopped from the CLI or another notebook, and must not die
+with the Python that started it. So ``start`` launches a small supervisor
+(``python -m labsupport.container.shim``, containerd-shim's job) in its own
+session; the shim forks the container through labsupport.process, keeps
+/run/labsupport/containers/<id>/state.json up to date and cleans up the
+host side (cgroup, network, published ports) when the container ends.
+Every process of it carries the lab's marker, so ``clean`` finds a
+container left by a dead kernel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import chroot, ownership, process, rootfs
+from ..errors import LabError, require_root
+from ..tables import Table
+from . import hardening, spec as specs
+from .spec import Spec
+
+CONTAINERS_DIR = ownership.STATE_DIR / "containers"
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass(frozen=True)
+class Publish:
+    host_address: str
+    host_port: int
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Publish":
+        """'127.0.0.1:8080:80', '8080:80' (on 127.0.0.1) - docker run -p's forms that stay local."""
+        parts = text.split(":")
+        try:
+            if len(parts) == 2:
+                return cls("127.0.0.1", int(parts[0]), int(parts[1]))
+            if len(parts) == 3:
+                return cls(parts[0], int(parts[1]), int(parts[2]))
+        except ValueError:
+            pass
+        raise LabError(f"Cannot read the port mapping {text!r}: write HOST_PORT:PORT or "
+                       "127.0.0.1:HOST_PORT:PORT.")
+
+
+# -- the state directory ---------------------------------------------------------
+
+def container_dir(container_id: str) -> Path:
+    return CONTAINERS_DIR / container_id
+
+
+def _read_state(directory: Path) -> dict[str, Any]:
+    try:
+        return json.loads((directory / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_state(directory: Path, **changes: Any) -> dict[str, Any]:
+    """Update state.json atomically (rename), so a reader never sees half a file."""
+    state = _read_state(directory)
+    state.update(changes)
+    scratch = directory / "state.json.new"
+    scratch.write_text(json.dumps(state, indent=1))
+    scratch.replace(directory / "state.json")
+    return state
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def state(ref: str) -> dict[str, Any]:
+    """The state of a container by id, id prefix or name; a dead shim reads as 'exited'."""
+    directory = _find(ref)
+    current = _read_state(directory)
+    if current.get("status") == "running" and not _alive(current.get("shim_pid")):
+        current = write_state(directory, status="exited", exit_code=current.get("exit_code"))
+    return current
+
+
+def _all_dirs() -> list[Path]:
+    return sorted(d for d in CONTAINERS_DIR.glob("*") if (d / "state.json").exists()) \
+        if CONTAINERS_DIR.is_dir() else []
+
+
+def _find(ref: str) -> Path:
+    for directory in _all_dirs():
+        st = _read_state(directory)
+        if st.get("name") == ref or st.get("id") == ref:
+            return directory
+    matches = [d for d in _all_dirs() if d.name.startswith(ref)] if len(ref) >= 4 else []
+    if len(matches) == 1:
+        return matches[0]
+    raise LabError(f"There is no container {ref!r}: `python -m labsupport ps -a` lists them.")
+
+
+def names_in_use() -> set[str]:
+    return {_read_state(d).get("name", "") for d in _all_dirs()}
+
+
+# -- root file systems -----------------------------------------------------------
+
+def prepare_root(image: str, directory: Path) -> tuple[Path, dict[str, Any]]:
+    """The container's root from an image (an overlay over its layers) and the image's config.
+
+    The lab's image store (labsupport.images) is used when it works here; the
+    plain busybox root is the fallback only for the image name 'busybox'.
+    """
+    try:
+        from .. import images
+        if image in ("busybox", "busybox:latest"):
+            images.build_busybox_base()
+        found = images.get(image)
+        root = images.prepare_rootfs(image, directory)
+        cfg = found.config
+        return root, {"cmd": list(cfg.cmd or []), "env": dict(cfg.env or {}),
+                      "workdir": cfg.workdir or "/", "image_id": found.id}
+    except LabError:
+        if image not in ("busybox", "busybox:latest"):
+            raise LabError(f"There is no image {image!r}: build or import it first "
+                           "(labsupport.images.list_images() lists them).") from None
+    root = directory / "rootfs"
+    shutil.copytree(rootfs.busybox_root(), root, symlinks=True)
+    return root, {"cmd": ["/bin/sh"], "env": {"PATH": "/bin:/sbin:/usr/bin:/usr/sbin"},
+                  "workdir": "/", "image_id": "busybox-root"}
+
+
+def _release_root(directory: Path) -> None:
+    try:
+        from .. import images
+        images.release_rootfs(directory)
+    except (LabError, ImportError, OSError):
+        pass
+
+
+# -- create / start ----------------------------------------------------------------
+
+def _new_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _check_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "_.-" for c in name) or len(name) > 40:
+        raise LabError(f"{name!r} is not a usable container name: use up to 40 letters, digits, "
+                       "'_', '.' or '-'.")
+    if name in names_in_use():
+        raise LabError(f"The name {name!r} is in use by another container: remove it "
+                       f"(`python -m labsupport rm {name}`) or pick another name.")
+    return name
+
+
+def _limits(memory: str | None, cpus: float | None, pids: int | None) -> specs.Resources:
+    from ..cgroups import limits
+    res = specs.Resources()
+    if memory is not None:
+        res.memory = limits.parse_size(memory)
+    if cpus is not None:
+        if cpus <= 0:
+            raise LabError(f"--cpus {cpus} must be more than 0 (0.5 is half a core).")
+        res.cpu_period = 100_000
+        res.cpu_quota = int(cpus * 100_000)
+    if pids is not None:
+        if pids <= 0:
+            raise LabError(f"--pids {pids} must be a positive number of processes.")
+        res.pids = pids
+    return res
+
+
+def create(image: str = "busybox", command: Sequence[str] = (), name: str | None = None,
+           publish: Sequence[str] = (), memory: str | None = None, cpus: float | None = None,
+           pids: int | None = None, env: dict[str, str] | None = None,
+           hostname: str | None = None, network: bool = True) -> str:
+    """Make a container from an image, not started yet (``docker create``); returns its id."""
+    require_root("Creating a container")
+    ports = [Publish.parse(p) for p in publish]
+    resources = _limits(memory, cpus, pids)
+    container_id = _new_id()
+    name = _check_name(name or f"box-{container_id[:6]}")
+    directory = container_dir(container_id)
+    directory.mkdir(parents=True)
+    try:
+        root, config = prepare_root(image, directory)
+        args = list(command) or config["cmd"]
+        if not args:
+            raise LabError(f"The image {image!r} names no command: give one after the image.")
+        merged_env = {**config["env"], **(env or {})}
+        spec = Spec(args=args, env=[f"{k}={v}" for k, v in merged_env.items()],
+                    cwd=config["workdir"], root=str(root), hostname=hostname or name,
+                    namespaces=["pid", "net", "ipc", "uts", "mnt"] if network
+                    else ["pid", "ipc", "uts", "mnt"], resources=resources)
+        return _save(directory, spec, name, image, ports)
+    except BaseException:
+        _release_root(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def create_bundle(bundle: str | os.PathLike, name: str | None = None,
+                  publish: Sequence[str] = ()) -> str:
+    """Make a container from an OCI bundle (DIR/config.json + its root), as ``runc create`` does."""
+    require_root("Creating a container")
+    spec = specs.load(bundle)
+    if not Path(spec.root).is_dir():
+        raise LabError(f"The bundle's root {spec.root} is missing: put the root file system there.")
+    ports = [Publish.parse(p) for p in publish]
+    container_id = _new_id()
+    name = _check_name(name or f"box-{container_id[:6]}")
+    directory = container_dir(container_id)
+    directory.mkdir(parents=True)
+    spec.hostname = spec.hostname if "uts" in spec.namespaces else None
+    return _save(directory, spec, name, f"bundle:{Path(bundle).resolve()}", ports)
+
+
+def _save(directory: Path, spec: Spec, name: str, image: str, ports: list[Publish]) -> str:
+    for sub in ("proc", "sys", "dev"):
+        (Path(spec.root) / sub).mkdir(exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(spec.to_json(), indent=1))
+    (directory / "container.log").touch()
+    write_state(directory, id=directory.name, name=name, image=image, status="created",
+                created=time.time(), root=spec.root,
+                publish=[[p.host_address, p.host_port, p.port] for p in ports])
+    return directory.name
+
+
+def start(ref: str, timeout: float = 20) -> dict[str, Any]:
+    """Start a created container: the shim runs it; returns once the program has been exec'd."""
+    directory = _find(ref)
+    current = state(ref)
+    if current.get("status") != "created":
+        raise LabError(f"The container {current.get('name')} is {current.get('status')}; only a "
+                       "created container can start (run a new one).")
+    env = process.command_env({"PYTHONPATH": _PACKAGE_PARENT})
+    with open(directory / "shim.log", "ab") as shim_log:
+        subprocess.run([sys.executable, "-m", "labsupport.container.shim", str(directory)],
+                       env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=shim_log, check=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = _read_state(directory)
+        if current.get("status") in ("running", "exited"):
+            if current.get("error"):
+                raise LabError(current["error"])
+            return current
+        time.sleep(0.02)
+    raise LabError(f"The container {current.get('name')} did not start within {timeout} s: "
+                   f"see {directory / 'shim.log'}.")
+
+
+def run(image: str = "busybox", command: Sequence[str] = (), **options: Any) -> str:
+    """create + start (``docker run --detach``); returns the id. A failed start leaves nothing."""
+    container_id = create(image, command, **options)
+    try:
+        start(container_id)
+    except BaseException:
+        remove(container_id, force=True)
+        raise
+    return container_id
+
+
+def run_bundle(bundle: str | os.PathLike, name: str | None = None, publish: Sequence[str] = ()) -> str:
+    container_id = create_bundle(bundle, name, publish)
+    try:
+        start(container_id)
+    except BaseException:
+        remove(container_id, force=True)
+        raise
+    return container_id
+
+
+# -- while it runs -----------------------------------------------------------------
+
+def load_spec(ref: str) -> Spec:
+    return specs.parse(json.loads((_find(ref) / "config.json").read_text()))
+
+
+def _running(ref: str) -> dict[str, Any]:
+    current = state(ref)
+    if current.get("status") != "running" or not _alive(current.get("pid")):
+        raise LabError(f"The container {current.get('name')} is not running (its program has "
+                       "ended; `logs` says why): start or run one first.")
+    return current
+
+
+def exec_in(ref: str, command: Sequence[str], timeout: float = 30) -> process.CommandResult:
+    """Run a command inside a running container (``docker exec``): its namespaces, its
+    cgroup, its user, capabilities and no_new_privs."""
+    if not command:
+        raise LabError("No command given to exec: e.g. ['ps'].")
+    current = _running(ref)
+    spec = load_spec(ref)
+    from ..cgroups import api
+    procs = api.open_group(current["cgroup"]).procs_files if current.get("cgroup") else []
+    iso = process.Isolation.make(enter=current["pid"], cgroup_procs=procs)
+    child = process.Child(lambda: hardening.run_exec(spec, list(command)), iso)
+    code = child.wait(timeout)
+    outcome = child.outcome()
+    if outcome is not None and outcome[0] == "error":
+        raise outcome[1]
+    return process.CommandResult(code, child.stdout, child.stderr, child.pid,
+                                 time.monotonic() - child.started)
+
+
+def _escape_as_container(spec: Spec, marker: str) -> tuple[list[str], str | None]:
+    hardening.adopt_identity(spec)
+    return chroot._classic_escape(marker)
+
+
+def try_escape(ref: str, marker: str | os.PathLike) -> chroot.EscapeOutcome:
+    """Notebook 01's chroot escape, run as root inside a running container (with its
+    capabilities - CAP_SYS_CHROOT among them): pivot_root left no old root to climb to."""
+    current = _running(ref)
+    seen, text = process.run_function(_escape_as_container, load_spec(ref), str(marker),
+                                      enter=current["pid"])
+    return chroot.EscapeOutcome(f"lab container {current['name']}", seen, str(marker), text)
+
+
+def kill(ref: str, signum: int = signal.SIGKILL) -> None:
+    """Send a signal to the container's first process (``docker kill -s``)."""
+    current = _running(ref)
+    if signum == signal.SIGKILL:
+        # PID 1 of a namespace cannot be SIGKILLed from inside, but can from here; the
+        # whole process group goes so nothing is left behind.
+        os.killpg(current["group"], signal.SIGKILL)
+    else:
+        os.kill(current["pid"], signum)
+
+
+def _wait_exited(directory: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = _read_state(directory)
+        if current.get("status") == "exited" and not _alive(current.get("shim_pid")):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def stop(ref: str, grace: float = 10) -> dict[str, Any]:
+    """SIGTERM, then SIGKILL after ``grace`` seconds (``docker stop -t``). A PID 1 without a
+    SIGTERM handler ignores it - the kernel protects a namespace's init - so sh waits for the kill."""
+    directory = _find(ref)
+    current = state(ref)
+    if current.get("status") != "running":
+        return current
+    try:
+        os.kill(current["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    if not _wait_exited(directory, grace):
+        try:
+            os.killpg(current["group"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not _wait_exited(directory, 10):
+            _stop_shim(_read_state(directory))
+    return state(ref)
+
+
+def _stop_shim(current: dict[str, Any]) -> None:
+    for key in ("group", "shim_pid"):
+        pid = current.get(key)
+        if pid and _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL) if key == "group" else os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def remove(ref: str, force: bool = False) -> None:
+    """Delete a stopped container: its root's overlay, its state (``docker rm [-f]``)."""
+    directory = _find(ref)
+    current = state(ref)
+    if current.get("status") == "running":
+        if not force:
+            raise LabError(f"The container {current.get('name')} is running: stop it first, "
+                           "or remove it with force.")
+        stop(ref, grace=0)
+    _stop_shim(_read_state(directory))
+    _release_root(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def logs(ref: str) -> str:
+    """What the container's program wrote to stdout and stderr."""
+    return (_find(ref) / "container.log").read_text(errors="replace")
+
+
+def inspect(ref: str) -> dict[str, Any]:
+    directory = _find(ref)
+    return {"state": state(ref), "config": json.loads((directory / "config.json").read_text())}
+
+
+def list_containers(all_: bool = True) -> list[dict[str, Any]]:
+    found = [state(d.name) for d in _all_dirs()]
+    return [c for c in found if all_ or c.get("status") == "running"]
+
+
+def ps_table(all_: bool = True) -> Table:
+    rows = [(c.get("id", "")[:12], c.get("name"), c.get("image"), c.get("status"), c.get("pid", ""),
+             ", ".join(f"{a}:{h}->{p}" for a, h, p in c.get("publish", [])), c.get("address", ""))
+            for c in list_containers(all_)]
+    return Table(["id", "name", "image", "status", "host PID", "ports", "address"], rows,
+                 "Containers (python -m labsupport ps)")
+
+
+def clean_all() -> list[str]:
+    """Stop and remove every container, even one whose shim died with a kernel: ``clean``'s first step.
+
+    A live shim stops its container and undoes the host side itself; for a
+    dead one this does it: the container's process group, ports, namespace
+    and cgroup, then the overlay and the state directory.
+    """
+    removed = []
+    for directory in sorted(CONTAINERS_DIR.glob("*")) if CONTAINERS_DIR.is_dir() else []:
+        current = _read_state(directory)
+        if current.get("status") == "running" and _alive(current.get("shim_pid")):
+            stop(directory.name, grace=0)
+        current = _read_state(directory)
+        _stop_shim(current)
+        from .shim import undo_host_side
+        undo_host_side(current)
+        _release_root(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(current.get("name", directory.name))
+    return removed

@@ -1,0 +1,284 @@
+"""The part of the OCI runtime spec (config.json) this lab's runtime understands.
+
+Why a strict subset: a field silently ignored is a promise silently broken -
+a learner who writes ``linux.sysctl`` and sees no error would believe the
+setting took effect. So every field is either used, accepted on purpose (and
+listed in ``ACCEPTED_UNUSED`` with the reason), or named in a refusal.
+What ``runc spec`` writes by default parses once ``process.terminal`` is
+false (this runtime has no terminal: output goes to the container's log).
+
+Accepted on purpose but not acted on, because runc's defaults for them
+change nothing a learner would notice here: ``process.rlimits`` (only
+RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal) and
+``linux.resources.devices`` (deny-all; the runtime's /dev holds only six
+harmless nodes). Refused by name: seccomp, sysctl, apparmor/selinux,
+blockIO, namespace paths, mount types other than tmpfs and bind.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import LabError
+
+#: The namespace names of config.json, and the /proc/PID/ns names the lab's process module uses.
+NAMESPACES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt",
+              "user": "user", "cgroup": "cgroup"}
+
+_KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations"}
+_KNOWN_PROCESS = {"args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "terminal",
+                  "rlimits", "consoleSize"}
+_KNOWN_LINUX = {"namespaces", "resources", "maskedPaths", "readonlyPaths", "uidMappings",
+                "gidMappings", "cgroupsPath"}
+_KNOWN_RESOURCES = {"memory", "cpu", "pids", "blockIO", "devices"}
+
+#: Docker's default capability set, which the lab's `run` gives an image's container. (A bundle
+#: brings its own list: `runc spec` writes only AUDIT_WRITE, KILL and NET_BIND_SERVICE.)
+DEFAULT_CAPABILITIES = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+                        "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+                        "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE")
+DEFAULT_MASKED = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                  "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                  "/sys/firmware")
+DEFAULT_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+@dataclass
+class Resources:
+    memory: int | None = None          # bytes
+    cpu_quota: int | None = None       # microseconds per period
+    cpu_period: int | None = None
+    cpu_shares: int | None = None
+    pids: int | None = None
+
+
+@dataclass
+class Mount:
+    destination: str
+    type: str
+    source: str
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Spec:
+    """A validated config.json: only what the runtime acts on."""
+
+    args: list[str]
+    env: list[str] = field(default_factory=lambda: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    no_new_privileges: bool = True
+    root: str = "rootfs"
+    root_readonly: bool = False
+    hostname: str | None = None
+    mounts: list[Mount] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=lambda: ["pid", "net", "ipc", "uts", "mnt"])
+    resources: Resources = field(default_factory=Resources)
+    masked_paths: tuple[str, ...] = DEFAULT_MASKED
+    readonly_paths: tuple[str, ...] = DEFAULT_READONLY
+    uid_map: str | None = None
+    gid_map: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The config.json this spec stands for (written into the container's state dir)."""
+        res = self.resources
+        resources: dict[str, Any] = {}
+        if res.memory is not None:
+            resources["memory"] = {"limit": res.memory}
+        cpu = {k: v for k, v in (("quota", res.cpu_quota), ("period", res.cpu_period),
+                                 ("shares", res.cpu_shares)) if v is not None}
+        if cpu:
+            resources["cpu"] = cpu
+        if res.pids is not None:
+            resources["pids"] = {"limit": res.pids}
+        linux: dict[str, Any] = {
+            "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces],
+            "resources": resources, "maskedPaths": list(self.masked_paths),
+            "readonlyPaths": list(self.readonly_paths)}
+        for key, text in (("uidMappings", self.uid_map), ("gidMappings", self.gid_map)):
+            if text:
+                inside, outside, size = (int(x) for x in text.split())
+                linux[key] = [{"containerID": inside, "hostID": outside, "size": size}]
+        out: dict[str, Any] = {
+            "ociVersion": "1.0.2",
+            "process": {"terminal": False, "user": {"uid": self.uid, "gid": self.gid},
+                        "args": self.args, "env": self.env, "cwd": self.cwd,
+                        "capabilities": {k: list(self.capabilities) for k in
+                                         ("bounding", "effective", "permitted")},
+                        "noNewPrivileges": self.no_new_privileges},
+            "root": {"path": self.root, "readonly": self.root_readonly},
+            "mounts": [{"destination": m.destination, "type": m.type, "source": m.source,
+                        "options": m.options} for m in self.mounts],
+            "linux": linux}
+        if self.hostname:
+            out["hostname"] = self.hostname
+        return out
+
+
+def _type(value: Any, kind: type | tuple[type, ...], where: str, words: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise LabError(f"config.json field {where} must be {words}, not {type(value).__name__}.")
+    return value
+
+
+def _unknown(data: dict[str, Any], known: set[str], prefix: str) -> list[str]:
+    return [f"{prefix}{key}" for key in data if key not in known]
+
+
+def _limit(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    _type(value, int, where, "a whole number")
+    if value == -1 and where.endswith(("memory.limit", "pids.limit", "cpu.quota")):
+        return None  # the spec's own word for "no limit"
+    if value < 0:
+        raise LabError(f"config.json field {where} is {value}: a limit cannot be negative.")
+    return value
+
+
+def _resources(data: dict[str, Any], unsupported: list[str]) -> Resources:
+    _type(data, dict, "linux.resources", "an object")
+    unsupported += _unknown(data, _KNOWN_RESOURCES, "linux.resources.")
+    memory = _type(data.get("memory", {}), dict, "linux.resources.memory", "an object")
+    cpu = _type(data.get("cpu", {}), dict, "linux.resources.cpu", "an object")
+    pids = _type(data.get("pids", {}), dict, "linux.resources.pids", "an object")
+    unsupported += [f"linux.resources.memory.{k}" for k in memory if k != "limit"]
+    unsupported += [f"linux.resources.cpu.{k}" for k in cpu if k not in ("quota", "period", "shares")]
+    if data.get("blockIO"):
+        unsupported.append("linux.resources.blockIO")
+    return Resources(_limit(memory.get("limit"), "linux.resources.memory.limit"),
+                     _limit(cpu.get("quota"), "linux.resources.cpu.quota"),
+                     _limit(cpu.get("period"), "linux.resources.cpu.period"),
+                     _limit(cpu.get("shares"), "linux.resources.cpu.shares"),
+                     _limit(pids.get("limit"), "linux.resources.pids.limit"))
+
+
+def _id_map(entries: Any, where: str) -> str | None:
+    if not entries:
+        return None
+    _type(entries, list, where, "a list")
+    lines = []
+    for entry in entries:
+        _type(entry, dict, where, "a list of objects")
+        values = [_type(entry.get(k), int, f"{where}.{k}", "a whole number")
+                  for k in ("containerID", "hostID", "size")]
+        lines.append(" ".join(str(v) for v in values))
+    return "\n".join(lines)
+
+
+def _namespaces(entries: Any, unsupported: list[str]) -> list[str]:
+    _type(entries, list, "linux.namespaces", "a list")
+    names = []
+    for entry in entries:
+        _type(entry, dict, "linux.namespaces", "a list of objects")
+        kind = entry.get("type")
+        if kind not in NAMESPACES:
+            raise LabError(f"config.json names an unknown namespace {kind!r}: "
+                           f"use one of {', '.join(NAMESPACES)}.")
+        if entry.get("path"):
+            unsupported.append(f"linux.namespaces[{kind}].path")
+        names.append(NAMESPACES[kind])
+    return names
+
+
+def _capabilities(data: Any) -> tuple[str, ...]:
+    _type(data, dict, "process.capabilities", "an object")
+    # The lab applies one set to bounding, effective and permitted: it takes the bounding list.
+    caps = _type(data.get("bounding", data.get("effective", [])), list,
+                 "process.capabilities.bounding", "a list")
+    return tuple(_type(c, str, "process.capabilities.bounding", "a list of names") for c in caps)
+
+
+def parse(data: Any) -> Spec:
+    """Validate a config.json already loaded with json; every problem is one LabError sentence."""
+    _type(data, dict, "(the whole file)", "an object")
+    unsupported = _unknown(data, _KNOWN_TOP, "")
+    proc = _type(data.get("process"), dict, "process", "an object")
+    unsupported += _unknown(proc, _KNOWN_PROCESS, "process.")
+    if proc.get("terminal"):
+        raise LabError("config.json asks for process.terminal true: this lab runtime has no "
+                       "terminal; set it to false (its output goes to the container's log).")
+    args = _type(proc.get("args"), list, "process.args", "a list")
+    if not args or not all(isinstance(a, str) for a in args):
+        raise LabError("config.json field process.args must be a non-empty list of strings.")
+    user = _type(proc.get("user", {}), dict, "process.user", "an object")
+    if user.get("additionalGids") or user.get("umask") is not None:
+        unsupported.append("process.user.additionalGids/umask")
+    spec = Spec(args=list(args))
+    spec.env = list(_type(proc.get("env", spec.env), list, "process.env", "a list"))
+    spec.cwd = _type(proc.get("cwd", "/"), str, "process.cwd", "a string")
+    spec.uid = _type(user.get("uid", 0), int, "process.user.uid", "a whole number")
+    spec.gid = _type(user.get("gid", 0), int, "process.user.gid", "a whole number")
+    if "capabilities" in proc:
+        spec.capabilities = _capabilities(proc["capabilities"])
+    spec.no_new_privileges = _type(proc.get("noNewPrivileges", True), bool,
+                                   "process.noNewPrivileges", "true or false")
+    root = _type(data.get("root", {"path": "rootfs"}), dict, "root", "an object")
+    spec.root = _type(root.get("path"), str, "root.path", "a string")
+    spec.root_readonly = _type(root.get("readonly", False), bool, "root.readonly", "true or false")
+    if "hostname" in data:
+        spec.hostname = _type(data["hostname"], str, "hostname", "a string")
+    spec.mounts = _mounts(data.get("mounts", []))
+    linux = _type(data.get("linux", {}), dict, "linux", "an object")
+    unsupported += _unknown(linux, _KNOWN_LINUX, "linux.")
+    if "namespaces" in linux:
+        spec.namespaces = _namespaces(linux["namespaces"], unsupported)
+    spec.resources = _resources(linux.get("resources", {}), unsupported)
+    for key, attr in (("maskedPaths", "masked_paths"), ("readonlyPaths", "readonly_paths")):
+        if key in linux:
+            paths = _type(linux[key], list, f"linux.{key}", "a list")
+            setattr(spec, attr, tuple(_type(p, str, f"linux.{key}", "a list of paths") for p in paths))
+    spec.uid_map = _id_map(linux.get("uidMappings"), "linux.uidMappings")
+    spec.gid_map = _id_map(linux.get("gidMappings"), "linux.gidMappings")
+    if (spec.uid_map or spec.gid_map) and "user" not in spec.namespaces:
+        raise LabError("config.json has uidMappings/gidMappings but no user namespace: "
+                       "add {\"type\": \"user\"} to linux.namespaces.")
+    if unsupported:
+        raise LabError("This lab runtime does not support these config.json fields: "
+                       f"{', '.join(unsupported)}; remove them or run under runc.")
+    return spec
+
+
+#: Mounts the runtime makes itself (proc, sys, a minimal /dev); the bundle's entries for them are
+#: recognised and not doubled. Other entries: tmpfs and bind mounts.
+_OWN_MOUNTS = {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"}
+
+
+def _mounts(entries: Any) -> list[Mount]:
+    _type(entries, list, "mounts", "a list")
+    mounts = []
+    for entry in entries:
+        _type(entry, dict, "mounts", "a list of objects")
+        dest = _type(entry.get("destination"), str, "mounts[].destination", "a path")
+        if dest in _OWN_MOUNTS:
+            continue
+        kind = entry.get("type", "bind")
+        options = _type(entry.get("options", []), list, f"mounts[{dest}].options", "a list")
+        if kind not in ("tmpfs", "bind") and "bind" not in options and "rbind" not in options:
+            raise LabError(f"config.json mount {dest} has type {kind!r}: this lab runtime "
+                           "mounts only tmpfs and bind mounts there; remove it or run under runc.")
+        mounts.append(Mount(dest, "bind" if "bind" in options or "rbind" in options else kind,
+                            _type(entry.get("source", kind), str, f"mounts[{dest}].source", "a path"),
+                            options))
+    return mounts
+
+
+def load(bundle: str | os.PathLike) -> Spec:
+    """Read DIR/config.json, as ``runc run --bundle DIR`` would."""
+    path = Path(bundle) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"There is no config.json in {bundle}: write one with `runc spec`.") from None
+    except json.JSONDecodeError as err:
+        raise LabError(f"{path} is not valid JSON (line {err.lineno}): fix the file.") from None
+    spec = parse(data)
+    if not os.path.isabs(spec.root):
+        spec.root = str((Path(bundle) / spec.root).resolve())
+    return spec

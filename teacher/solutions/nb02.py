@@ -1,0 +1,18 @@
+"""Notebook 02 (UTS): a named box, a kept namespace, a rename from inside."""
+from __future__ import annotations
+
+from labsupport import namespaces, process
+from labsupport.exercises.nb02_uts import BOX_HOSTNAME, KEPT_NAME, RENAMED
+
+running: list[process.Child] = []
+
+
+def solve(k: int) -> None:
+    if k == 1:
+        running.append(namespaces.start_waiting(namespaces=["uts"], hostname=BOX_HOSTNAME))
+    elif k == 2:
+        with namespaces.start_waiting(namespaces=["uts"], hostname="labkept") as box:
+            namespaces.keep(box.pid, "uts", KEPT_NAME)
+    elif k == 3:
+        kept = next(h for h in namespaces.held() if (h.name, h.kind) == (KEPT_NAME, "uts"))
+        namespaces.enter(kept.path, ["hostname", RENAMED])

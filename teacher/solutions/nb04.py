@@ -1,0 +1,20 @@
+"""Notebook 04 (PID): a PID 1 with its own /proc, a zombie, a PID 1 that handles SIGTERM."""
+from __future__ import annotations
+
+import time
+
+from labsupport import pidns, process
+
+running: list[process.Child] = []
+
+SCRIPTS = {
+    1: ["sleep", "600"],
+    2: ["sh", "-c", "(sleep 0.1 &); exec sleep 600"],  # sleep as PID 1 never collects the orphan
+    3: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+}
+
+
+def solve(k: int) -> None:
+    running.append(pidns.box(pidns.new_root(f"teach04{k}"), SCRIPTS[k]))
+    if k == 2:
+        time.sleep(0.5)  # let the orphan end

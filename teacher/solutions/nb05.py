@@ -1,0 +1,22 @@
+"""Notebook 05 (mount): a tmpfs only a box sees, a read-only bind, a slave of a shared mount."""
+from __future__ import annotations
+
+from labsupport import mounts, process
+from labsupport.exercises.workdir import exercise_dir
+
+running: list[process.Child] = []
+
+
+def solve(k: int) -> None:
+    work = exercise_dir("05")
+    if k == 1:
+        box = mounts.start_box()
+        running.append(box)
+        mounts.mount_inside(box.pid, work / "inside")
+    elif k == 2:
+        (work / "notes").mkdir(exist_ok=True)
+        (work / "notes/todo.txt").write_text("read me\n")
+        mounts.bind(work / "notes", work / "window", read_only=True)
+    elif k == 3:
+        mounts.shared_tmpfs(work / "mirror")
+        running.append(mounts.start_box(propagation="slave"))

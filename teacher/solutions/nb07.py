@@ -1,0 +1,26 @@
+"""Notebook 07 (user): a remapped root, a file owned by uid 200000, a namespace nobody made."""
+from __future__ import annotations
+
+from labsupport import process, userns
+from labsupport.errors import LabError
+from labsupport.exercises.nb07_user import TARGET_UID
+from labsupport.exercises.workdir import exercise_dir
+
+running: list[process.Child] = []
+
+
+def solve(k: int) -> None:
+    if k == 1:
+        running.append(userns.start_box())
+    elif k == 2:
+        box = userns.owned_directory(exercise_dir("07") / "box", TARGET_UID, TARGET_UID)
+        idmap = f"0 {TARGET_UID} 1"
+        made = process.run_command(["sh", "-c", f"echo made inside > {box}/hello.txt"],
+                                   namespaces=["user"], uid_map=idmap, gid_map=idmap)
+        if not made.ok:
+            raise LabError(f"root inside could not write {box}/hello.txt: {made.stderr.strip()}")
+    elif k == 3:
+        nobody = str(userns.NOBODY)
+        running.append(process.start(["setpriv", f"--reuid={nobody}", f"--regid={nobody}",
+                                      "--clear-groups", "unshare", "--user", "--map-root-user",
+                                      "sleep", "600"]))

@@ -1,0 +1,165 @@
+"""The lab's container runtime on the real kernel: each property seen from inside and from the host."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from labsupport import chroot, container, hoststate
+from labsupport.container import hardening, runtime
+from labsupport.errors import LabError
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def _fetch(url: str, seconds: float = 5) -> str:
+    """The server starts listening a moment after its exec: ask again until it answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def box():
+    cid = container.run("busybox", ["sleep", "60"], name="labtest-box")
+    try:
+        yield cid
+    finally:
+        container.remove(cid, force=True)
+
+
+def test_lifecycle_seen_from_the_host_and_from_the_cli(box):
+    current = container.state(box)
+    assert current["status"] == "running"
+    pid = current["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    cli = [sys.executable, "-m", "labsupport"]
+    listed = subprocess.run(cli + ["ps"], capture_output=True, text=True, check=True).stdout
+    assert "labtest-box" in listed and "running" in listed
+    inside = subprocess.run(cli + ["exec", "labtest-box", "ps"], capture_output=True, text=True)
+    assert inside.returncode == 0 and "sleep 60" in inside.stdout
+    assert len([line for line in inside.stdout.splitlines()[1:] if line.strip()]) == 2  # sleep + ps
+    subprocess.run(cli + ["stop", "-t", "1", "labtest-box"], check=True, capture_output=True)
+    assert container.state(box)["status"] == "exited"
+    assert not runtime._alive(pid)
+    assert current["cgroup"] not in str(hoststate.snapshot())
+
+
+def test_stop_sends_sigterm_first():
+    cid = container.run("busybox", ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; "
+                                    "while true; do sleep 0.1; done"], name="labtest-term")
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert container.stop(cid, grace=10)["exit_code"] == 0
+        assert time.monotonic() - started < 5
+        assert "got TERM" in container.logs(cid)
+    finally:
+        container.remove(cid, force=True)
+
+
+def test_the_chroot_escape_stays_inside(box):
+    marker = chroot.write_host_marker()
+    try:
+        assert chroot.try_escape(runtime._read_state(runtime._find(box))["root"], marker).escaped
+        outcome = container.runtime.try_escape(box, marker)
+        assert not outcome.escaped
+        assert "proc" in outcome.root_after and "marker.txt" not in outcome.root_after
+    finally:
+        chroot.remove_scratch(marker.parent)
+
+
+def test_capabilities_are_the_default_set_and_no_new_privs(box):
+    pid = container.state(box)["pid"]
+    host_view = _status(pid)
+    expected = f"{hardening.capability_mask(container.spec.DEFAULT_CAPABILITIES):016x}"
+    assert host_view["CapEff"] == host_view["CapBnd"] == expected
+    assert host_view["CapAmb"] == "0" * 16
+    assert host_view["NoNewPrivs"] == "1"
+    inside = container.exec_in(box, ["grep", "-E", "CapBnd|NoNewPrivs", "/proc/self/status"]).stdout
+    assert expected in inside and "NoNewPrivs:\t1" in inside
+    denied = container.exec_in(box, ["mount", "-t", "tmpfs", "x", "/mnt"])
+    assert denied.returncode != 0  # no CAP_SYS_ADMIN
+
+
+def test_proc_sys_is_read_only_and_paths_are_masked(box):
+    result = container.exec_in(box, ["sh", "-c", "echo 1 > /proc/sys/kernel/printk_ratelimit"])
+    assert result.returncode != 0 and "Read-only" in result.stderr
+    assert container.exec_in(box, ["cat", "/proc/kcore"]).stdout == ""
+    assert container.exec_in(box, ["ls", "/sys/firmware"]).stdout.strip() == ""
+    assert sorted(container.exec_in(box, ["ls", "/dev"]).stdout.split()) == sorted(
+        ["full", "null", "random", "urandom", "tty", "zero", "pts", "shm", "ptmx", "fd",
+         "stdin", "stdout", "stderr"])
+    # The host's /proc/sys is still writable: the mount stayed inside.
+    assert os.access("/proc/sys/kernel/printk_ratelimit", os.W_OK)
+
+
+def test_web_server_on_a_published_port_with_a_memory_limit():
+    cid = container.run("busybox", ["httpd", "-f", "-p", "80", "-h", "/etc"], name="labtest-web",
+                        publish=["127.0.0.1:18480:80"], memory="48M", pids=20)
+    try:
+        page = _fetch("http://127.0.0.1:18480/hosts")
+        assert "labtest-web" in page and "10.89.0." in page
+        group = container.state(cid)["cgroup"]
+        from labsupport import cgroups
+        assert str(48 * 1024 * 1024) in " ".join(
+            (d / "memory.limit_in_bytes").read_text() for d in cgroups.open_group(group).directories
+            if (d / "memory.limit_in_bytes").exists())
+        with pytest.raises(LabError, match="in use|already published"):
+            container.run("busybox", ["sleep", "5"], publish=["127.0.0.1:18480:80"])
+    finally:
+        container.remove(cid, force=True)
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://127.0.0.1:18480/hosts", timeout=2)
+
+
+def test_name_in_use_and_unknown_image(box):
+    with pytest.raises(LabError, match="in use"):
+        container.run("busybox", ["true"], name="labtest-box")
+    with pytest.raises(LabError, match="no image 'nosuchimage:1'"):
+        container.run("nosuchimage:1", ["true"])
+    assert [c["name"] for c in container.list_containers()].count("labtest-box") == 1
+
+
+def test_port_in_use_by_someone_else():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(LabError):
+            container.run("busybox", ["sleep", "5"], publish=[f"127.0.0.1:{port}:80"])
+        assert not [c for c in container.list_containers() if c.get("publish")]
+    finally:
+        taken.close()
+
+
+def test_clean_removes_a_container_whose_kernel_died():
+    script = ("import labsupport.container as c, time; "
+              "print(c.state(c.run('busybox', ['sleep', '300'], name='labtest-orphan'))['pid'], flush=True); "
+              "time.sleep(300)")
+    kernel = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pid = int(kernel.stdout.readline())
+    os.kill(kernel.pid, signal.SIGKILL)
+    kernel.wait()
+    time.sleep(0.3)
+    assert Path(f"/proc/{pid}").exists()  # the container outlived its notebook
+    assert "labtest-orphan" in runtime.clean_all()
+    assert not runtime._alive(pid)
+    assert not runtime.CONTAINERS_DIR.exists() or not list(runtime.CONTAINERS_DIR.iterdir())
