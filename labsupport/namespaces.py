@@ -355,7 +355,8 @@ def stop_children() -> list[int]:
     also stops a box whose cell failed before its variable was set.
     """
     me = os.getpid()
-    stopped = sorted(set(process.live_children()) | {
+    alive = {pid for pid in process.live_children() if hoststate.read_process(pid) is not None}
+    stopped = sorted(alive | {
         pid for pid in ownership.lab_processes()
         if (proc := hoststate.read_process(pid)) is not None and proc.ppid == me})
     for pid in stopped:
@@ -368,6 +369,7 @@ def stop_children() -> list[int]:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass  # collected meanwhile by its Child object
+        process.forget_child(pid)
         ownership.unregister_process(pid)
     return stopped
 

@@ -386,6 +386,11 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
 _LIVE: dict[int, "Child"] = {}
 
 
+def forget_child(pid: int) -> None:
+    """Drop a child someone else collected (a clean-up), so its PID is never reused by mistake."""
+    _LIVE.pop(pid, None)
+
+
 def live_children() -> list[int]:
     """PIDs of the children started here that are not collected yet - even those that
     have not exec'd their command (and so carry no marker) yet."""

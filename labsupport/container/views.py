@@ -58,9 +58,14 @@ def runc_bundle(args: list[str]) -> Path:
 
 def run_under_runc(bundle: str | os.PathLike) -> CommandResult:
     """``runc run`` the bundle to its end; runc's own state goes to a lab scratch directory."""
+    from .. import hoststate, runc
+
     state = ownership.temp_dir("runcstate")
+    parents = [root / ownership.PREFIX for root in hoststate.cgroup_mounts()
+               if not (root / ownership.PREFIX).exists()]
     try:
         return run_command(["runc", "--root", str(state), "run", "--bundle", str(bundle),
                             Path(bundle).name], timeout=30)
     finally:
         shutil.rmtree(state, ignore_errors=True)
+        runc._remove_empty(parents)  # runc leaves the parents of its group behind
