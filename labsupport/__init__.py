@@ -13,15 +13,25 @@ is small, and the same functions serve the notebooks, the CLI
 """
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from .errors import LabError
-from .hostcheck import doctor
-from .ownership import clean
-from .process import CommandResult, run_command, run_function, start
-from .rootfs import (build_from_programs, busybox_root, new_busybox_root, remove_root,
-                     shared_libraries)
 
-__all__ = [
-    "LabError", "clean", "doctor", "CommandResult", "run_command", "run_function", "start",
-    "build_from_programs", "busybox_root", "new_busybox_root", "remove_root", "shared_libraries",
-]
+#: The public names and the module each lives in: imported on first use, so that
+#: ``python -m labsupport run ...`` does not pay for the doctor's imports.
+_PUBLIC = {
+    "doctor": "hostcheck", "clean": "ownership",
+    "CommandResult": "process", "run_command": "process", "run_function": "process", "start": "process",
+    "build_from_programs": "rootfs", "busybox_root": "rootfs", "new_busybox_root": "rootfs",
+    "remove_root": "rootfs", "shared_libraries": "rootfs",
+}
 
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'labsupport' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+
+
+__all__ = ["LabError", *_PUBLIC]

@@ -231,7 +231,9 @@ def _die_with_parent(parent: int) -> None:
     effect we have been reparented, and no signal would ever come.
     """
     syscalls.set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != parent:
+    # 0: the parent is outside our PID namespace (it unshared CLONE_NEWPID for us),
+    # and cannot be named from here; it is waiting for us, so it is alive.
+    if os.getppid() not in (parent, 0):
         os._exit(1)
 
 
@@ -270,7 +272,7 @@ def _join_cgroups(procs_files: tuple[Path, ...]) -> None:
     """
     for path in procs_files:
         try:
-            path.write_text(str(os.getpid()))
+            path.write_text("0")  # "0" is the writer itself, whatever PID namespace it is in
         except OSError as err:
             raise LabError(f"Cannot join the cgroup {path.parent}: "
                            f"{os.strerror(err.errno or 0)}.") from None

@@ -46,10 +46,9 @@ def _command(series: str, argv: list[str]) -> Peer:
 
 def _lab_python() -> Peer:
     def trial() -> None:
-        cid = container.run("busybox", ["/bin/true"])
+        cid = container.run("busybox", ["/bin/true"], network="none")
         try:
-            if not container.runtime._wait_exited(container.runtime.container_dir(cid), 10):
-                raise LabError("The lab container did not exit within 10 s.")
+            container.wait(cid, 10)
         finally:
             container.remove(cid, force=True)
     return Peer(LAB_PY, trial, GROUP)
@@ -72,7 +71,8 @@ def run(rounds: int | None = None, quick: bool = False, progress: bool | None = 
     rounds = rounds or (QUICK_ROUNDS if quick else ROUNDS)
     root = rootfs.busybox_root()
     peers = [_lab_python(),
-             _command(LAB_CLI, [sys.executable, "-m", "labsupport", "run", "--rm", "busybox", "/bin/true"]),
+             _command(LAB_CLI, [sys.executable, "-m", "labsupport", "run", "--rm", "--network", "none",
+                                        "busybox", "/bin/true"]),
              _command(UNSHARE, ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net",
                                 "chroot", str(root), "/bin/true"])]
     if shutil.which("bwrap"):

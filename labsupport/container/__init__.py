@@ -10,8 +10,9 @@ container.log), so the CLI (``python -m labsupport ps``) sees what a notebook
 started. ``run_bundle(DIR)`` runs an OCI bundle, the one ``runc spec`` writes.
 """
 from .runtime import (create, create_bundle, exec_in, inspect, kill, list_containers, logs,
-                      ps_table, remove, run, run_bundle, start, state, stop)
+                      ps_table, remove, run, run_bundle, start, state, stop, wait)
 from .spec import load as load_spec, parse as parse_spec
 
 __all__ = ["create", "create_bundle", "exec_in", "inspect", "kill", "list_containers", "load_spec",
-           "logs", "parse_spec", "ps_table", "remove", "run", "run_bundle", "start", "state", "stop"]
+           "logs", "parse_spec", "ps_table", "remove", "run", "run_bundle", "start", "state", "stop",
+           "wait"]

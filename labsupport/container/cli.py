@@ -21,16 +21,14 @@ def _follow(container_id: str) -> int:
     """Print the log as it grows until the container exits (``docker run`` in the foreground)."""
     printed = 0
     while True:
+        ended = runtime.has_exited(container_id, within=0.1)
         text = runtime.logs(container_id)
         sys.stdout.write(text[printed:])
         sys.stdout.flush()
         printed = len(text)
-        current = runtime.state(container_id)
-        if current.get("status") != "running":
-            sys.stdout.write(runtime.logs(container_id)[printed:])
-            code = current.get("exit_code")
+        if ended:
+            code = runtime.state(container_id).get("exit_code")
             return code if isinstance(code, int) and code >= 0 else 128 - (code or 0)
-        time.sleep(0.1)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -40,7 +38,8 @@ def _run(args: argparse.Namespace) -> int:
         if not args.image:
             raise runtime.LabError("Name an image to run (e.g. busybox), or give --bundle DIR.")
         container_id = runtime.run(args.image, args.cmd, name=args.name, publish=args.publish,
-                                   memory=args.memory, cpus=args.cpus, pids=args.pids)
+                                   memory=args.memory, cpus=args.cpus, pids=args.pids,
+                                   network=args.network)
     if args.detach:
         print(container_id)
         return 0
@@ -105,6 +104,8 @@ def register(add: Add) -> None:
     run.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 64M")
     run.add_argument("--cpus", type=float, metavar="N", help="CPU quota in cores, e.g. 0.5")
     run.add_argument("--pids", type=int, metavar="N", help="the most processes inside at once")
+    run.add_argument("--network", default="bridge", choices=runtime.NETWORKS,
+                     help="bridge (default: an address, names, ports), none (only lo) or host")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits (foreground)")
     run.add_argument("--bundle", metavar="DIR", help="an OCI bundle: DIR/config.json and its root "
                      "(as `runc spec` writes it, with terminal false)")

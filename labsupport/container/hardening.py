@@ -203,6 +203,9 @@ def run_init(spec: Spec, log_fd: int, ready_w: int, go_r: int, sources: dict[str
     program never runs without its network.
     """
     prepare_filesystem(spec, sources)
+    if "net" in spec.namespaces:
+        from .. import net  # the shim forked this process with net imported: no cost here
+        net.loopback_up_here()
     for fd in sources.values():
         os.close(fd)
     null = os.open("/dev/null", os.O_RDONLY)

@@ -2,36 +2,35 @@
 
 Why a state directory and a shim: a container started from a notebook must
 be listed and stopped from the CLI or another notebook, and must not die
-with the Python that started it. So ``start`` launches a small supervisor
-(``python -m labsupport.container.shim``, containerd-shim's job) in its own
-session; the shim forks the container through labsupport.process, keeps
+with the Python that started it. So ``start`` forks a small supervisor
+(the shim, containerd-shim's job) into its own session; the shim forks the
+container through labsupport.process, keeps
 /run/labsupport/containers/<id>/state.json up to date and cleans up the
 host side (cgroup, network, published ports) when the container ends.
-Every process of it carries the lab's marker, so ``clean`` finds a
-container left by a dead kernel.
+The container's processes carry the lab's marker and the shim is registered,
+so ``clean`` finds a container left by a dead kernel.
 """
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import chroot, ownership, process, rootfs
+from .. import ownership, process, rootfs
 from ..errors import LabError, require_root
 from ..tables import Table
 from . import hardening, spec as specs
 from .spec import Spec
 
 CONTAINERS_DIR = ownership.STATE_DIR / "containers"
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+NETWORKS = ("bridge", "none", "host")
 
 
 @dataclass(frozen=True)
@@ -168,9 +167,14 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _limits(memory: str | None, cpus: float | None, pids: int | None) -> specs.Resources:
+def _limits(memory: str | None, cpus: float | None, pids: int | None,
+            cpu_shares: int | None = None) -> specs.Resources:
     from ..cgroups import limits
     res = specs.Resources()
+    if cpu_shares is not None:
+        if not 2 <= cpu_shares <= 262144:
+            raise LabError(f"--cpu-shares {cpu_shares} must be between 2 and 262144 (1024 is the default).")
+        res.cpu_shares = cpu_shares
     if memory is not None:
         res.memory = limits.parse_size(memory)
     if cpus is not None:
@@ -188,11 +192,21 @@ def _limits(memory: str | None, cpus: float | None, pids: int | None) -> specs.R
 def create(image: str = "busybox", command: Sequence[str] = (), name: str | None = None,
            publish: Sequence[str] = (), memory: str | None = None, cpus: float | None = None,
            pids: int | None = None, env: dict[str, str] | None = None,
-           hostname: str | None = None, network: bool = True) -> str:
-    """Make a container from an image, not started yet (``docker create``); returns its id."""
+           hostname: str | None = None, network: str = "bridge", cpu_shares: int | None = None) -> str:
+    """Make a container from an image, not started yet (``docker create``); returns its id.
+
+    ``cpu_shares`` is ``docker run --cpu-shares``: a weight for a busy core, not
+    a cap. ``network`` is Docker's ``--network``: "bridge" (an address on the
+    lab bridge, the others' names, published ports), "none" (a network
+    namespace with only lo) or "host" (the host's own network).
+    """
     require_root("Creating a container")
+    if network not in NETWORKS:
+        raise LabError(f"Unknown network {network!r}: choose from {', '.join(NETWORKS)}.")
+    if publish and network != "bridge":
+        raise LabError(f"Publishing a port needs the bridge network, not {network!r}.")
     ports = [Publish.parse(p) for p in publish]
-    resources = _limits(memory, cpus, pids)
+    resources = _limits(memory, cpus, pids, cpu_shares)
     container_id = _new_id()
     name = _check_name(name or f"box-{container_id[:6]}")
     directory = container_dir(container_id)
@@ -205,9 +219,9 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
         merged_env = {**config["env"], **(env or {})}
         spec = Spec(args=args, env=[f"{k}={v}" for k, v in merged_env.items()],
                     cwd=config["workdir"], root=str(root), hostname=hostname or name,
-                    namespaces=["pid", "net", "ipc", "uts", "mnt"] if network
-                    else ["pid", "ipc", "uts", "mnt"], resources=resources)
-        return _save(directory, spec, name, image, ports)
+                    namespaces=["pid", "ipc", "uts", "mnt"] + (["net"] if network != "host" else []),
+                    resources=resources)
+        return _save(directory, spec, name, image, ports, network)
     except BaseException:
         _release_root(directory)
         shutil.rmtree(directory, ignore_errors=True)
@@ -230,13 +244,14 @@ def create_bundle(bundle: str | os.PathLike, name: str | None = None,
     return _save(directory, spec, name, f"bundle:{Path(bundle).resolve()}", ports)
 
 
-def _save(directory: Path, spec: Spec, name: str, image: str, ports: list[Publish]) -> str:
+def _save(directory: Path, spec: Spec, name: str, image: str, ports: list[Publish],
+          network: str = "bridge") -> str:
     for sub in ("proc", "sys", "dev"):
         (Path(spec.root) / sub).mkdir(exist_ok=True)
     (directory / "config.json").write_text(json.dumps(spec.to_json(), indent=1))
     (directory / "container.log").touch()
     write_state(directory, id=directory.name, name=name, image=image, status="created",
-                created=time.time(), root=spec.root,
+                created=time.time(), root=spec.root, network=network,
                 publish=[[p.host_address, p.host_port, p.port] for p in ports])
     return directory.name
 
@@ -248,19 +263,20 @@ def start(ref: str, timeout: float = 20) -> dict[str, Any]:
     if current.get("status") != "created":
         raise LabError(f"The container {current.get('name')} is {current.get('status')}; only a "
                        "created container can start (run a new one).")
-    env = process.command_env({"PYTHONPATH": _PACKAGE_PARENT})
-    with open(directory / "shim.log", "ab") as shim_log:
-        subprocess.run([sys.executable, "-m", "labsupport.container.shim", str(directory)],
-                       env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=shim_log, check=False)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = _read_state(directory)
-        if current.get("status") in ("running", "exited"):
-            if current.get("error"):
-                raise LabError(current["error"])
-            return current
-        time.sleep(0.02)
+    from . import shim  # it imports this module
+    if current.get("network", "bridge") == "bridge":
+        from .. import net
+        net.preload()  # once here, rather than in every shim
+    report_r = shim.launch(directory)
+    try:
+        select.select([report_r], [], [], timeout)
+    finally:
+        os.close(report_r)
+    current = _read_state(directory)
+    if current.get("status") in ("running", "exited"):
+        if current.get("error"):
+            raise LabError(current["error"])
+        return current
     raise LabError(f"The container {current.get('name')} did not start within {timeout} s: "
                    f"see {directory / 'shim.log'}.")
 
@@ -320,13 +336,15 @@ def exec_in(ref: str, command: Sequence[str], timeout: float = 30) -> process.Co
 
 
 def _escape_as_container(spec: Spec, marker: str) -> tuple[list[str], str | None]:
+    from .. import chroot
     hardening.adopt_identity(spec)
     return chroot._classic_escape(marker)
 
 
-def try_escape(ref: str, marker: str | os.PathLike) -> chroot.EscapeOutcome:
+def try_escape(ref: str, marker: str | os.PathLike) -> "chroot.EscapeOutcome":
     """Notebook 01's chroot escape, run as root inside a running container (with its
     capabilities - CAP_SYS_CHROOT among them): pivot_root left no old root to climb to."""
+    from .. import chroot  # imported when used: the CLI's start-up stays short
     current = _running(ref)
     seen, text = process.run_function(_escape_as_container, load_spec(ref), str(marker),
                                       enter=current["pid"])
@@ -345,13 +363,37 @@ def kill(ref: str, signum: int = signal.SIGKILL) -> None:
 
 
 def _wait_exited(directory: Path, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = _read_state(directory)
-        if current.get("status") == "exited" and not _alive(current.get("shim_pid")):
-            return True
-        time.sleep(0.02)
-    return False
+    """Until the shim has recorded the end and gone; False if ``timeout`` ran out first."""
+    shim_pid = _read_state(directory).get("shim_pid")
+    if not _alive(shim_pid):
+        return _read_state(directory).get("status") == "exited"
+    try:
+        handle = os.pidfd_open(shim_pid)
+    except ProcessLookupError:
+        handle = None  # gone already
+    if handle is not None:
+        try:
+            select.select([handle], [], [], timeout)  # readable once the shim has ended
+        finally:
+            os.close(handle)
+    current = _read_state(directory)
+    return current.get("status") == "exited" and not _alive(current.get("shim_pid"))
+
+
+def has_exited(ref: str, within: float = 0) -> bool:
+    """Has the container's program ended (waiting up to ``within`` seconds for it)?"""
+    return _wait_exited(_find(ref), within)
+
+
+def wait(ref: str, timeout: float = 30) -> int | None:
+    """Wait for a container's program to end (``docker wait``); its exit code."""
+    directory = _find(ref)
+    if state(ref).get("status") == "created":
+        raise LabError(f"The container {ref} has not been started: there is nothing to wait for.")
+    if not _wait_exited(directory, timeout):
+        raise LabError(f"The container {ref} was still running after {timeout} s: stop it, "
+                       "or wait longer.")
+    return _read_state(directory).get("exit_code")
 
 
 def stop(ref: str, grace: float = 10) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""The supervisor of one container (what containerd-shim is to runc), run as
-``python -m labsupport.container.shim STATE_DIR``.
+"""The supervisor of one container (what containerd-shim is to runc).
 
-It lives in its own session, so the container survives the notebook or CLI
-that started it; it forks the container with labsupport.process, sets up the
-host side (cgroup, network, published ports) while the container waits before
-exec, records the state, and undoes the host side when the container ends.
+``launch`` forks it from the Python that starts the container - a fork, not a
+new interpreter, because importing the lab and pyroute2 afresh cost a quarter
+of a second per container. It lives in its own session, adopted by init, so
+the container survives the notebook or CLI that started it; it forks the
+container with labsupport.process, sets up the host side (cgroup, network,
+published ports) while the container waits before exec, records the state,
+and undoes the host side when the container ends.
 """
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ import os
 import select
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .. import hoststate, net, portproxy, process
+from .. import cgroups, hoststate, net, ownership, process, syscalls
 from ..errors import LabError
 from . import hardening, runtime
 from .spec import Spec
@@ -27,7 +30,6 @@ SUBNET = ipaddress.ip_network("10.89.0.0/24")
 
 def _cgroup(container_id: str, spec: Spec) -> Any:
     """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2)."""
-    from .. import cgroups
     res = spec.resources
     wanted = {"memory": res.memory, "cpu": res.cpu_quota or res.cpu_shares, "pids": res.pids}
     group = cgroups.create(f"lab{container_id}", [c for c, v in wanted.items() if v] or None)
@@ -35,7 +37,9 @@ def _cgroup(container_id: str, spec: Spec) -> Any:
         group.limit_memory(res.memory)
     if res.cpu_quota is not None:
         group.limit_cpu(res.cpu_quota / (res.cpu_period or 100_000))
-    if res.cpu_shares is not None:
+    if res.cpu_shares is not None and group.homes.get("cpu") == "v1":
+        group.v1.set_cpu_shares(res.cpu_shares)  # v1 takes shares as given: no round trip via a weight
+    elif res.cpu_shares is not None:
         # shares (2..262144, default 1024) to weight (1..10000): the formula runc and systemd use
         group.weight_cpu(max(1, min(10000, 1 + (res.cpu_shares - 2) * 9999 // 262142)))
     if res.pids is not None:
@@ -47,14 +51,6 @@ def _bind_sources(spec: Spec) -> dict[str, int]:
     """Bind mount sources opened now: after pivot_root the host's paths are out of reach."""
     return {m.destination: os.open(m.source, os.O_PATH | os.O_CLOEXEC)
             for m in spec.mounts if m.type == "bind"}
-
-
-def _init_pid(child: process.Child, spec: Spec) -> int:
-    """The container's PID 1 as the host numbers it: the child's own child in a new PID namespace."""
-    if "pid" not in spec.namespaces:
-        return child.pid
-    kids = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
-    return int(kids[0])
 
 
 def _running_peers(me: str) -> list[dict[str, Any]]:
@@ -77,12 +73,26 @@ def _write_hosts(entries: list[tuple[str, str]], root: str) -> None:
     (etc / "hosts").write_text("\n".join(lines) + "\n")
 
 
+def _names(peer: dict[str, Any], reader: dict[str, Any]) -> str:
+    """A peer's names as ``reader`` sees them: its own, plus its service's name when both belong
+    to one compose project (state keys ``project`` and ``service``, written by labsupport.compose)."""
+    if peer.get("project") and peer.get("project") == reader.get("project") and peer.get("service"):
+        return f"{peer['name']} {peer['service']}"
+    return peer["name"]
+
+
 def _update_hosts(me: dict[str, Any]) -> None:
     """Every running container lists every other by name (Docker's embedded DNS, the simple way)."""
     everyone = _running_peers(me["id"]) + [me]
-    entries = [(c["address"], c["name"]) for c in everyone]
     for c in everyone:
-        _write_hosts(entries, c["root"])
+        _write_hosts([(peer["address"], _names(peer, c)) for peer in everyone], c["root"])
+
+
+def refresh_hosts() -> None:
+    """Rewrite every running container's /etc/hosts: after a removal no peer keeps its address."""
+    running = _running_peers("")
+    if running:
+        _update_hosts(running[0])
 
 
 def _network(directory: Path, pid: int) -> dict[str, Any]:
@@ -96,6 +106,7 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
         net.add_bridge(BRIDGE)
     address = _free_address(state["id"])
     net.plug(state["netns"], BRIDGE, f"{address}/{SUBNET.prefixlen}")
+    from .. import portproxy  # asyncio: imported only by containers that publish
     for host_address, host_port, port in state.get("publish", []):
         portproxy.publish(state["netns"], port, host_port, host_address)
     return runtime.write_state(directory, address=address)
@@ -103,6 +114,7 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
 
 def _undo_network(state: dict[str, Any]) -> None:
     for host_address, host_port, _ in state.get("publish", []):
+        from .. import portproxy
         try:
             portproxy.unpublish(host_port, host_address)
         except LabError:
@@ -121,49 +133,65 @@ def _undo_network(state: dict[str, Any]) -> None:
 
 def _start_child(directory: Path, spec: Spec, group: Any) -> tuple[process.Child, int, int]:
     """Fork the container; returns once its mounts are made and it waits for the go-ahead:
-    the child, the go pipe and the container's PID 1."""
+    the child (the container's PID 1), the go pipe, and a pipe that ends when it execs."""
     log_fd = os.open(directory / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
     sources = _bind_sources(spec)
+    namespaces = set(spec.namespaces) - {"pid"}
     iso = process.Isolation.make(
-        namespaces=spec.namespaces, root=spec.root, pivot="mnt" in spec.namespaces,
-        hostname=spec.hostname if "uts" in spec.namespaces else None,
-        mount_proc="mnt" in spec.namespaces, uid_map=spec.uid_map, gid_map=spec.gid_map,
-        propagation="slave" if "mnt" in spec.namespaces else "private",
+        namespaces=sorted(namespaces), root=spec.root, pivot="mnt" in namespaces,
+        hostname=spec.hostname if "uts" in namespaces else None,
+        mount_proc="mnt" in namespaces, uid_map=spec.uid_map, gid_map=spec.gid_map,
+        propagation="slave" if "mnt" in namespaces else "private",
         cgroup_procs=group.procs_files)
-    child = process.Child(lambda: hardening.run_init(spec, log_fd, ready_w, go_r, sources), iso)
-    for fd in [log_fd, ready_w, go_r, *sources.values()]:
+    with _children_in_new_pid_namespace("pid" in spec.namespaces):
+        child = process.Child(lambda: hardening.run_init(spec, log_fd, ready_w, go_r, sources), iso)
+    for fd in [log_fd, ready_w, go_r, exec_w, *sources.values()]:
         os.close(fd)
     if not select.select([ready_r], [], [], 15)[0] or os.read(ready_r, 1) != b"r":
         child.kill()
         child.wait(5)
         outcome = child.outcome()
         os.close(ready_r)
+        os.close(exec_r)
         raise outcome[1] if outcome and outcome[0] == "error" else \
             LabError(f"The container's first process ended before it was ready: {child.stderr.strip()}")
     os.close(ready_r)
-    return child, go_w, _init_pid(child, spec)
+    return child, go_w, exec_r
 
 
-def _wait_for_exec(pid: int, before: os.stat_result, seconds: float = 10) -> None:
-    """Until PID 1 runs its program: /proc/PID/exe turns from this Python into it.
+@contextmanager
+def _children_in_new_pid_namespace(wanted: bool) -> Iterator[None]:
+    """The next child forked here is PID 1 of a new PID namespace, with no process between.
 
-    A pipe closed on exec cannot tell: in a PID namespace the process
-    waiting outside it holds a copy of every descriptor.
+    unshare(CLONE_NEWPID) moves only the caller's future children; the shim
+    (single-threaded, one container) can afford that. The kernel then refuses
+    the caller any new *thread* (they must share its PID namespace) - and the
+    network code needs one - so the shim goes back to its own afterwards.
     """
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            now = os.stat(f"/proc/{pid}/exe")
-        except OSError:
-            return  # it ended (its exec failed): the log says why
-        if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
-            return
-        time.sleep(0.005)
+    if not wanted:
+        yield
+        return
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        yield
+    finally:
+        syscalls.setns(own, syscalls.CLONE_NEWPID, "/proc/self/ns/pid")
+        os.close(own)
 
 
-def supervise(directory: Path) -> int:
+def _wait_for_exec(exec_r: int, seconds: float = 10) -> None:
+    """Until PID 1 runs its program: the only other copy of the pipe's write end is
+    closed by exec (or by the process ending, when its exec failed: the log says why)."""
+    select.select([exec_r], [], [], seconds)
+    os.close(exec_r)
+
+
+def supervise(directory: Path, report_w: int) -> int:
+    """Run the container to its end; one byte on ``report_w`` once it runs (or failed to)."""
     state = runtime.write_state(directory, shim_pid=os.getpid())
     container_id = state["id"]
     spec = runtime.load_spec(container_id)
@@ -171,17 +199,16 @@ def supervise(directory: Path) -> int:
     try:
         group = _cgroup(container_id, spec)
         runtime.write_state(directory, cgroup=group.name)
-        child, go_w, pid = _start_child(directory, spec, group)
-        runtime.write_state(directory, pid=pid, group=child.pid)
-        if "net" in spec.namespaces:
-            _network(directory, pid)
-        if "net" in spec.namespaces:
+        child, go_w, exec_r = _start_child(directory, spec, group)
+        runtime.write_state(directory, pid=child.pid, group=child.pid)
+        if "net" in spec.namespaces and state.get("network", "bridge") == "bridge":
+            _network(directory, child.pid)
             _update_hosts(runtime._read_state(directory))
-        before = os.stat(f"/proc/{pid}/exe")
         os.write(go_w, b"g")
         os.close(go_w)
-        _wait_for_exec(pid, before)
+        _wait_for_exec(exec_r)
         runtime.write_state(directory, status="running", started=time.time())
+        _report(report_w)
         code = child.wait(None)
         undo_host_side(runtime._read_state(directory))
         runtime.write_state(directory, status="exited", exit_code=code)
@@ -194,14 +221,22 @@ def supervise(directory: Path) -> int:
         undo_host_side(runtime._read_state(directory))
         runtime.write_state(directory, status="exited", error=str(err) if isinstance(err, LabError)
                             else f"The container could not start: {err!r}")
+        _report(report_w)
         return 1
+
+
+def _report(report_w: int) -> None:
+    try:
+        os.write(report_w, b"s")
+        os.close(report_w)
+    except OSError:
+        pass  # reported already, or the starter is gone: state.json says it all
 
 
 def undo_host_side(state: dict[str, Any]) -> None:
     """Published ports, network namespace, the bridge if no one else uses it, the cgroup."""
     _undo_network(state)
     if state.get("cgroup"):
-        from .. import cgroups
         try:
             group = cgroups.open_group(state["cgroup"])
             group.kill()
@@ -210,13 +245,46 @@ def undo_host_side(state: dict[str, Any]) -> None:
             pass
 
 
-def main(directory: Path) -> int:
-    """Fork once more and let the starter collect the first half: the shim then belongs to
-    no notebook or CLI (init adopts it), and leaves no zombie behind in the one that started it."""
-    if os.fork() > 0:
-        return 0
-    return supervise(directory)
+def launch(directory: Path) -> int:
+    """Fork the shim for the container in ``directory``; returns a pipe that gets one byte
+    once the container runs (or failed to start) - EOF alone means the shim died.
+
+    Forked twice, as a daemon is: the shim belongs to no notebook or CLI (init
+    adopts it) and leaves no zombie in the one that started it.
+    """
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    first = os.fork()
+    if first == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                _become_shim(directory, report_w)
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    os.waitpid(first, 0)
+    return report_r
 
 
-if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+def _become_shim(directory: Path, report_w: int) -> None:
+    """The shim's life in the forked copy of its starter; never returns (a forked
+    Jupyter kernel or pytest must not run their exit hooks)."""
+    code = 1
+    try:
+        log = os.open(directory / "shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        # Nothing of the starter's: its sockets, pipes and terminals stay with it.
+        os.closerange(3, report_w)
+        os.closerange(report_w + 1, 65536)
+        sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
+        syscalls.set_process_name("lab-shim")
+        ownership.register_process(os.getpid())
+        code = supervise(directory, report_w)
+    except BaseException:  # noqa: BLE001 - nothing above may reach the starter's handlers
+        import traceback
+        traceback.print_exc()
+    finally:
+        ownership.unregister_process(os.getpid())
+        os._exit(code)
