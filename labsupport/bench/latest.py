@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Sequence
 
 from .. import ownership
 from . import BENCHMARKS, benchmark, charts
@@ -31,15 +32,15 @@ def latest(name: str) -> BenchResult | None:
     return BenchResult.load(path) if path.exists() else None
 
 
-def export_all(directory: str | os.PathLike) -> list[str]:
-    """Each registered benchmark's latest result as a slide (PNG and SVG); one line per file.
+def export_all(directory: str | os.PathLike, names: Sequence[str] = BENCHMARKS) -> list[str]:
+    """Each benchmark's latest result as a slide (PNG and SVG); one line per file.
 
     A benchmark never run on this machine is run with ``quick=True`` first -
     the shape, not figures to quote - and the line says so. The caption
     always names the accelerator, since a slide travels without its notes.
     """
     lines = []
-    for name in BENCHMARKS:
+    for name in names:
         result = latest(name)
         if result is None:
             result = benchmark(name).run(quick=True)
