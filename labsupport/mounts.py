@@ -328,10 +328,15 @@ def escape_attempts(root: str | os.PathLike, marker: str | os.PathLike) -> Table
 # -- the boxes a learner starts (exercises) -------------------------------------------------
 
 def lab_boxes() -> dict[int, list[Mount]]:
-    """The lab's running processes that have a mount namespace of their own, with their tables."""
+    """The lab's running processes that have a mount namespace of their own, with their tables.
+
+    Not those in a lab cgroup: containers and the lab's libvirtd have mount
+    namespaces too, but they belong to other notebooks.
+    """
     ours = os.stat("/proc/self/ns/mnt").st_ino
+    grouped = {pid for group in ownership.lab_cgroups() for pid in ownership.pids_in_cgroup(group)}
     found = {}
-    for pid in ownership.lab_processes():
+    for pid in sorted(set(ownership.lab_processes()) - grouped):
         try:
             if os.stat(f"/proc/{pid}/ns/mnt").st_ino != ours:
                 found[pid] = table(pid)

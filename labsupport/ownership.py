@@ -127,7 +127,7 @@ def lab_cgroups() -> list[Path]:
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
-def _pids_in_cgroup(group: Path) -> list[int]:
+def pids_in_cgroup(group: Path) -> list[int]:
     try:
         return [int(p) for p in (group / "cgroup.procs").read_text().split()]
     except OSError:
@@ -139,7 +139,7 @@ def lab_processes() -> list[int]:
     pids = set(_registered_processes())
     pids.update(p for p in hoststate.processes() if _has_marker(p))
     for group in lab_cgroups():
-        pids.update(_pids_in_cgroup(group))
+        pids.update(pids_in_cgroup(group))
     pids.discard(os.getpid())
     return sorted(pids)
 
@@ -281,7 +281,7 @@ def _remove_cgroups(report: CleanReport) -> None:
             except FileNotFoundError:
                 break
             except OSError:
-                for pid in _pids_in_cgroup(group):
+                for pid in pids_in_cgroup(group):
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:

@@ -121,8 +121,9 @@ def fields_table(bundle: str | Path) -> Table:
                  "runc's default container, field by field")
 
 
-def _run_spec(bundle: Path, argv: list[str], cgroup: str) -> dict[str, Any]:
-    """The bundle's config for one run of ``argv``: no terminal, no network, an absolute lab cgroup.
+def _run_spec(bundle: Path, argv: list[str], cgroup: str, network: bool) -> dict[str, Any]:
+    """The bundle's config for running ``argv``: no terminal, an absolute lab cgroup, and a
+    network namespace (with only lo) if asked for.
 
     Without an absolute cgroupsPath runc makes its group next to its own -
     under the machine's group on this host - which the lab never touches.
@@ -132,29 +133,43 @@ def _run_spec(bundle: Path, argv: list[str], cgroup: str) -> dict[str, Any]:
     spec["process"].update(args=argv, terminal=False)
     spec["root"]["path"] = str((bundle / spec["root"]["path"]).resolve())
     spec["linux"]["cgroupsPath"] = f"/{ownership.PREFIX}/{cgroup}"
-    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+    if not network:
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
     return spec
+
+
+def bundle_for(bundle: str | Path, argv: list[str], network: bool = False) -> Path:
+    """A lab scratch bundle that runs ``argv`` with ``bundle``'s config and root, for
+    ``runc run``; remove it with :func:`remove_bundle`."""
+    scratch = ownership.temp_dir("runcrun")
+    spec = _run_spec(Path(bundle), argv, scratch.name, network)
+    (scratch / "config.json").write_text(json.dumps(spec))
+    return scratch
+
+
+def lab_cgroup_parents_missing() -> list[Path]:
+    """The lab's parent groups that do not exist yet: runc makes them and ``delete`` leaves them."""
+    return [root / ownership.PREFIX for root in hoststate.cgroup_mounts()
+            if not (root / ownership.PREFIX).exists()]
 
 
 def run(bundle: str | Path, argv: list[str]) -> CommandResult:
     """``runc run`` the bundle's container with ``argv``; a lab-owned id, state dir and cgroup, all removed."""
     name = ownership.owned_name("runc")
     state = ownership.STATE_DIR / "runc"
-    scratch = ownership.temp_dir("runcrun")
     runc = _require_runc()
-    parents = [root / ownership.PREFIX for root in hoststate.cgroup_mounts()
-               if not (root / ownership.PREFIX).exists()]
+    parents = lab_cgroup_parents_missing()
+    scratch = bundle_for(bundle, argv)
     try:
-        (scratch / "config.json").write_text(json.dumps(_run_spec(Path(bundle), argv, name)))
         return run_command([runc, "--root", str(state), "run", "--bundle", str(scratch), name], timeout=30)
     finally:
         run_command([runc, "--root", str(state), "delete", "--force", name], timeout=30)
         shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
-        _remove_empty(parents)
+        remove_bundle(scratch)
+        remove_empty(parents)
 
 
-def _remove_empty(groups: list[Path]) -> None:
+def remove_empty(groups: list[Path]) -> None:
     """Remove the lab parent groups runc made for its group (runc delete leaves parents)."""
     for group in groups:
         try:

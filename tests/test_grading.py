@@ -228,3 +228,21 @@ def test_bench_without_a_name_or_export_says_what_to_do() -> None:
     result = subprocess.run([sys.executable, "-m", "labsupport", "bench"],
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 2 and "--export" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reset_05_stops_its_boxes_but_not_a_running_container() -> None:
+    """A container has a mount namespace of its own too, yet it belongs to notebook 10."""
+    from labsupport import container, mounts
+
+    box = mounts.start_box()
+    web = container.run("busybox", ["sleep", "600"], name="grading-keep", network="none")
+    try:
+        pid = container.state(web)["pid"]
+        boxes = mounts.lab_boxes()
+        assert box.pid in boxes and pid not in boxes
+        grading.reset("05")
+        assert box.wait(5) is not None
+        assert container.state(web)["status"] == "running" and hoststate.read_process(pid) is not None
+    finally:
+        box.stop()
+        container.remove(web, force=True)

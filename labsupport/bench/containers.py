@@ -20,8 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import container, ownership, process, rootfs
-from ..container import views
+from .. import container, ownership, process, rootfs, runc
 from ..errors import LabError
 from .result import BenchResult
 from .runner import Peer, run_peers
@@ -78,19 +77,22 @@ def run(rounds: int | None = None, quick: bool = False, progress: bool | None = 
     if shutil.which("bwrap"):
         peers.append(_command(BWRAP, ["bwrap", "--unshare-all", "--die-with-parent", "--bind", str(root), "/",
                                       "--proc", "/proc", "--dev", "/dev", "/bin/true"]))
-    bundle = state = None
+    bundle = scratch = state = None
+    parents = runc.lab_cgroup_parents_missing()
     try:
-        if shutil.which("runc"):
-            bundle = views.runc_bundle(["/bin/true"])
+        if runc.available():
+            bundle = runc.new_bundle()
+            scratch = runc.bundle_for(bundle, ["/bin/true"], network=True)
             state = ownership.temp_dir("runcstate")
-            peers.append(_runc(bundle, state))
+            peers.append(_runc(scratch, state))
         return run_peers(peers, rounds, name="containers", unit="ms", baseline=UNSHARE,
                          title="Start /bin/true in a container: the lab's runtime vs its peers",
                          warmup=1, progress=progress)
     finally:
-        for scratch in (bundle, state):
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+        for directory in (bundle, scratch, state):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+        runc.remove_empty(parents)
 
 
 def report(result: BenchResult) -> str:
