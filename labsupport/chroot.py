@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import socket
 import time
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from . import hoststate, ownership, process, rootfs, syscalls
+from . import ownership, process, rootfs, syscalls
 from .errors import LabError
 from .tables import Table
 
@@ -395,24 +394,7 @@ def processes_rooted_in(directory: str | os.PathLike) -> list[int]:
 
 def stop_processes_rooted_in(directory: str | os.PathLike) -> list[int]:
     """Stop the lab's processes still running in a root below ``directory``; others are left alone."""
-    stopped = processes_rooted_in(directory)
-    for pid in stopped:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 3
-    for pid in stopped:
-        while time.monotonic() < deadline:
-            try:  # our own child: collect it, or it stays behind as a zombie
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:  # someone else's child: wait until it is gone
-                if hoststate.read_process(pid) is None:
-                    break
-            time.sleep(0.02)
-        ownership.unregister_process(pid)
-    return stopped
+    return ownership.kill_processes(processes_rooted_in(directory))
 
 
 def remove_scratch(*directories: str | os.PathLike) -> list[Path]:

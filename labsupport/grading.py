@@ -13,9 +13,7 @@ import csv
 import json
 import os
 import shutil
-import signal
 import textwrap
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -104,29 +102,6 @@ def save_csv(scores: Sequence[Score], path: str | os.PathLike) -> Path:
 
 # -- reset ------------------------------------------------------------------------
 
-def _stop(pids: Sequence[int]) -> list[int]:
-    """SIGKILL lab processes by PID and wait until each is gone (collected, if it is ours)."""
-    lab = set(ownership.lab_processes())
-    mine = [pid for pid in dict.fromkeys(pids) if pid in lab]
-    for pid in mine:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 3
-    for pid in mine:
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:  # not our child: it is gone when /proc forgets it
-                if hoststate.read_process(pid) is None or hoststate.process_state(pid) == "Z":
-                    break
-            time.sleep(0.02)
-        ownership.unregister_process(pid)
-    return mine
-
-
 def _boxes_of(kind: str) -> list[int]:
     """Lab processes with a ``kind`` namespace of their own."""
     return [pid for pids in namespaces.lab_namespaces(kind).values() for pid in pids]
@@ -169,13 +144,13 @@ def _reset_01() -> list[str]:
 def _reset_02() -> list[str]:
     from .exercises.nb02_uts import KEPT_NAME
 
-    return [f"stopped PID {p}" for p in _stop(_boxes_of("uts"))] + _release(KEPT_NAME)
+    return [f"stopped PID {p}" for p in ownership.kill_processes(_boxes_of("uts"))] + _release(KEPT_NAME)
 
 
 def _reset_03() -> list[str]:
     from .exercises.nb03_ipc import HIDDEN_QUEUE_KEY, KEPT_NAME, KEPT_SEGMENT_KEY, SHARED_QUEUE
 
-    done = [f"stopped PID {p}" for p in _stop(_boxes_of("ipc"))] + _release(KEPT_NAME)
+    done = [f"stopped PID {p}" for p in ownership.kill_processes(_boxes_of("ipc"))] + _release(KEPT_NAME)
     names = {f"{HIDDEN_QUEUE_KEY:#010x}", f"{KEPT_SEGMENT_KEY:#010x}", SHARED_QUEUE}
     for obj in ipc.objects():
         if obj.name in names:
@@ -186,11 +161,11 @@ def _reset_03() -> list[str]:
 
 def _reset_04() -> list[str]:
     inits = [pid for pid in ownership.lab_processes() if pidns.is_namespace_init(pid)]
-    return [f"stopped PID {p} (and its namespace)" for p in _stop(inits)]
+    return [f"stopped PID {p} (and its namespace)" for p in ownership.kill_processes(inits)]
 
 
 def _reset_05() -> list[str]:
-    return [f"stopped PID {p}" for p in _stop(list(mounts.lab_boxes()))]
+    return [f"stopped PID {p}" for p in ownership.kill_processes(list(mounts.lab_boxes()))]
 
 
 def _reset_06() -> list[str]:
@@ -209,7 +184,7 @@ def _reset_06() -> list[str]:
 
 
 def _reset_07() -> list[str]:
-    return [f"stopped PID {p}" for p in _stop(userns.lab_user_boxes())]
+    return [f"stopped PID {p}" for p in ownership.kill_processes(userns.lab_user_boxes())]
 
 
 def _reset_08() -> list[str]:
@@ -234,10 +209,33 @@ def _reset_09() -> list[str]:
     return done
 
 
+def _reset_11() -> list[str]:
+    from . import compose
+    from .exercises.nb11_compose import CPU_PROJECT, PROJECT
+
+    return [f"removed container {name}" for project in (PROJECT, CPU_PROJECT)
+            for name in compose.down(project)]
+
+
+def _reset_13() -> list[str]:
+    from .bench.instances import remove_containers
+    from .exercises.nb13_vms_vs_containers import scaled_containers
+    from .vm import background
+
+    done = []
+    for vm in background.ls():
+        background.stop(vm["name"])
+        done.append(f"stopped VM {vm['name']}")
+    cids = scaled_containers()
+    remove_containers(cids)
+    return done + [f"removed container {cid[:12]}" for cid in cids]
+
+
 #: What each notebook's exercises leave on the host, besides its exercise directory.
 RESETS: dict[str, Callable[[], list[str]]] = {
     "00": _reset_00, "01": _reset_01, "02": _reset_02, "03": _reset_03, "04": _reset_04,
     "05": _reset_05, "06": _reset_06, "07": _reset_07, "08": _reset_08, "09": _reset_09,
+    "11": _reset_11, "13": _reset_13,
 }
 
 

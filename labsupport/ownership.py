@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from . import hoststate, syscalls
 from .errors import LabError, require_root
@@ -196,33 +197,41 @@ class CleanReport:
         return "\n".join(lines)
 
 
-def _kill_processes(report: CleanReport) -> None:
-    pids = lab_processes()
-    for pid in pids:
+def kill_processes(pids: Iterable[int]) -> list[int]:
+    """SIGKILL those of ``pids`` the lab started (any other is left alone) and wait, up to
+    3 s, until each is gone; returns them.
+
+    Our own children among them are collected: called from a notebook, the
+    kernel's children would otherwise stay behind as zombies.
+    """
+    lab = set(lab_processes())
+    mine = [pid for pid in dict.fromkeys(pids) if pid in lab]
+    for pid in mine:
         try:
             os.kill(pid, signal.SIGKILL)
-            report.note("processes", str(pid))
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + 3
-    while any(hoststate.read_process(p) for p in pids) and time.monotonic() < deadline:
-        _reap_own_children(pids)
+    while time.monotonic() < deadline:
+        for pid in mine:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass  # not ours, or already collected
+        if not any(hoststate.read_process(p) is not None and hoststate.process_state(p) != "Z"
+                   for p in mine):
+            break
         time.sleep(0.02)
+    for pid in mine:
+        unregister_process(pid)
+    return mine
+
+
+def _kill_processes(report: CleanReport) -> None:
+    for pid in kill_processes(lab_processes()):
+        report.note("processes", str(pid))
     for entry in PROCS_DIR.glob("*") if PROCS_DIR.is_dir() else []:
         entry.unlink(missing_ok=True)
-
-
-def _reap_own_children(pids: list[int]) -> None:
-    """Collect those of the killed processes that are our own children.
-
-    Called from a notebook, clean() kills the kernel's own children; unless
-    the kernel waits for them they stay behind as zombies.
-    """
-    for pid in pids:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass  # not ours, or already collected
 
 
 def _unmount_all(report: CleanReport) -> None:

@@ -9,7 +9,6 @@ import argparse
 import json
 import signal
 import sys
-import time
 from typing import Callable
 
 from . import runtime

@@ -21,13 +21,16 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import ownership, process, rootfs
 from ..errors import LabError, require_root
 from ..tables import Table
 from . import hardening, spec as specs
 from .spec import Spec
+
+if TYPE_CHECKING:
+    from .. import chroot
 
 CONTAINERS_DIR = ownership.STATE_DIR / "containers"
 NETWORKS = ("bridge", "none", "host")
@@ -341,7 +344,7 @@ def _escape_as_container(spec: Spec, marker: str) -> tuple[list[str], str | None
     return chroot._classic_escape(marker)
 
 
-def try_escape(ref: str, marker: str | os.PathLike) -> "chroot.EscapeOutcome":
+def try_escape(ref: str, marker: str | os.PathLike) -> chroot.EscapeOutcome:
     """Notebook 01's chroot escape, run as root inside a running container (with its
     capabilities - CAP_SYS_CHROOT among them): pivot_root left no old root to climb to."""
     from .. import chroot  # imported when used: the CLI's start-up stays short
