@@ -58,17 +58,24 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 
 _SYS_PIVOT_ROOT = 155  # x86_64; libc has no wrapper
 
 # What an errno usually means for each call, in a learner's words.
 _HINTS: dict[tuple[str, int], str] = {
-    ("unshare", errno.EPERM): "creating namespaces needs root (CAP_SYS_ADMIN)",
+    ("unshare", errno.EPERM): "creating namespaces needs root (CAP_SYS_ADMIN), and no seccomp "
+    "filter that forbids it",
     ("unshare", errno.EINVAL): "a user namespace cannot be made by a multi-threaded "
     "process such as a Jupyter kernel; the lab does this in a child process",
     ("unshare", errno.ENOSPC): "the limit in /proc/sys/user/max_*_namespaces is reached",
     ("setns", errno.EBADF): "the namespace file descriptor is not open",
     ("setns", errno.EINVAL): "the file is not a namespace, or not of the kind asked for",
+    ("prctl(PR_SET_SECCOMP)", errno.EACCES): "a seccomp filter needs no_new_privs set first "
+    "(or CAP_SYS_ADMIN)",
+    ("prctl(PR_SET_SECCOMP)", errno.EINVAL): "the filter is malformed, or this kernel was built "
+    "without seccomp filters",
     ("mount", errno.ENOENT): "the mount point or the source does not exist",
     ("mount", errno.ENODEV): "this kernel does not know that filesystem type",
     ("mount", errno.EBUSY): "something is already mounted there or it is in use",
@@ -200,6 +207,22 @@ def set_process_name(name: str) -> None:
     themselves so a learner running ``ps`` sees what they are.
     """
     _check(_libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0), "prctl")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def set_seccomp_filter(program: bytes) -> None:
+    """Install a seccomp filter: ``program`` is classic BPF, 8 bytes per instruction.
+
+    Needs no_new_privs (or CAP_SYS_ADMIN); it binds this thread and every
+    process it starts from now on, and can never be taken off.
+    """
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
+           "prctl(PR_SET_SECCOMP)")
 
 
 def set_no_new_privs() -> None:

@@ -163,3 +163,22 @@ def test_clean_removes_a_container_whose_kernel_died():
     assert "labtest-orphan" in runtime.clean_all()
     assert not runtime._alive(pid)
     assert not runtime.CONTAINERS_DIR.exists() or not list(runtime.CONTAINERS_DIR.iterdir())
+
+
+def test_the_default_seccomp_filter_denies_new_namespaces_and_can_be_turned_off():
+    """Root inside keeps no CAP_SYS_ADMIN, yet a user namespace needs none: only seccomp stops it."""
+    unshare = ["unshare", "-U", "true"]
+    filtered = container.run("busybox", ["sleep", "60"], name="labtest-seccomp", network="none")
+    open_ = container.run("busybox", ["sleep", "60"], name="labtest-unconfined", network="none",
+                          seccomp=False)
+    try:
+        pid = container.state(filtered)["pid"]
+        assert _status(pid)["Seccomp"].strip() == "2" and _status(pid)["NoNewPrivs"].strip() == "1"
+        assert _status(container.state(open_)["pid"])["Seccomp"].strip() == "0"
+        denied = container.exec_in(filtered, unshare)
+        assert denied.returncode != 0 and "Operation not permitted" in denied.stderr
+        assert container.exec_in(filtered, ["grep", "Seccomp:", "/proc/self/status"]).stdout.split()[-1] == "2"
+        assert container.exec_in(open_, unshare).returncode == 0
+    finally:
+        container.remove(filtered, force=True)
+        container.remove(open_, force=True)

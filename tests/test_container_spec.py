@@ -74,6 +74,13 @@ def test_what_runc_spec_writes_parses_once_terminal_is_false():
     (lambda d: d["linux"].update(namespaces="pid"), "linux.namespaces must be a list"),
     (lambda d: d.update(mounts=[{"destination": "/x", "type": "nfs", "source": "h:/x"}]), "type 'nfs'"),
     (lambda d: d["process"].update(terminal=True), "terminal"),
+    (lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ERRNO"}), "allow-list"),
+    (lambda d: d["linux"].update(seccomp={"syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO",
+                                                        "args": [{"index": 0}]}]}), "without args"),
+    (lambda d: d["linux"].update(seccomp={"syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]}),
+     "names read, which this lab cannot deny"),
+    (lambda d: (d["process"].update(noNewPrivileges=False),
+                d["linux"].update(seccomp={"syscalls": []})), "noNewPrivileges true"),
 ])
 def test_wrong_inputs_are_one_sentence(change, words):
     with pytest.raises(LabError) as caught:
@@ -87,11 +94,10 @@ def test_unsupported_fields_are_named_not_ignored():
     def add(d):
         d["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
         d["process"]["apparmorProfile"] = "x"
-        d["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO"}
     with pytest.raises(LabError) as caught:
         spec.parse(_with(add))
     message = str(caught.value)
-    for field in ("linux.sysctl", "process.apparmorProfile", "linux.seccomp"):
+    for field in ("linux.sysctl", "process.apparmorProfile"):
         assert field in message
     assert "run under runc" in message
 
@@ -113,3 +119,12 @@ def test_missing_or_broken_files():
             spec.load(bundle)
     finally:
         shutil.rmtree(bundle)
+
+
+def test_a_seccomp_deny_list_is_read_and_written_back():
+    rules = {"defaultAction": "SCMP_ACT_ALLOW",
+             "syscalls": [{"names": ["unshare", "mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+    parsed = spec.parse(_with(lambda d: d["linux"].update(seccomp=rules)))
+    assert parsed.seccomp is not None
+    assert parsed.seccomp.denied == ("unshare", "mount") and parsed.seccomp.errno == 13
+    assert spec.parse(parsed.to_json()).seccomp == parsed.seccomp

@@ -30,6 +30,14 @@ def _follow(container_id: str) -> int:
             return code if isinstance(code, int) and code >= 0 else 128 - (code or 0)
 
 
+def _seccomp(options: list[str]) -> bool:
+    """Docker's ``--security-opt seccomp=unconfined`` turns the default filter off."""
+    for option in options:
+        if option != "seccomp=unconfined":
+            raise runtime.LabError(f"--security-opt {option}: this lab knows only seccomp=unconfined.")
+    return not options
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.bundle:
         container_id = runtime.run_bundle(args.bundle, name=args.name, publish=args.publish)
@@ -38,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
             raise runtime.LabError("Name an image to run (e.g. busybox), or give --bundle DIR.")
         container_id = runtime.run(args.image, args.cmd, name=args.name, publish=args.publish,
                                    memory=args.memory, cpus=args.cpus, pids=args.pids,
-                                   network=args.network)
+                                   network=args.network, seccomp=_seccomp(args.security_opt))
     if args.detach:
         print(container_id)
         return 0
@@ -105,6 +113,8 @@ def register(add: Add) -> None:
     run.add_argument("--pids", type=int, metavar="N", help="the most processes inside at once")
     run.add_argument("--network", default="bridge", choices=runtime.NETWORKS,
                      help="bridge (default: an address, names, ports), none (only lo) or host")
+    run.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined",
+                     help="run without the default seccomp filter")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits (foreground)")
     run.add_argument("--bundle", metavar="DIR", help="an OCI bundle: DIR/config.json and its root "
                      "(as `runc spec` writes it, with terminal false)")

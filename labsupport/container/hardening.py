@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .. import ownership, syscalls
+from .. import ownership, seccomp, syscalls
 from .spec import Spec
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -169,8 +169,9 @@ def _environment(spec: Spec) -> dict[str, str]:
 
 
 def adopt_identity(spec: Spec) -> None:
-    """User, capabilities and no_new_privs of the container's process, in that order:
-    setuid would clear the capabilities (KEEPCAPS keeps them), and the caps are set last but one."""
+    """User, capabilities, no_new_privs and seccomp of the container's process, in that order:
+    setuid would clear the capabilities (KEEPCAPS keeps them), and a seccomp filter needs
+    no_new_privs (or the CAP_SYS_ADMIN just dropped) - so it comes last, just before exec."""
     _prctl(_PR_SET_KEEPCAPS, 1)
     os.setgroups([])
     os.setresgid(spec.gid, spec.gid, spec.gid)
@@ -178,6 +179,8 @@ def adopt_identity(spec: Spec) -> None:
     drop_capabilities(capability_mask(spec.capabilities))
     if spec.no_new_privileges:
         syscalls.set_no_new_privs()
+    if spec.seccomp is not None:
+        seccomp.install(spec.seccomp)
 
 
 def become_process(spec: Spec, argv: Sequence[str] | None = None) -> None:

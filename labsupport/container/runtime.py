@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .. import ownership, process, rootfs
+from .. import ownership, process, rootfs, seccomp as seccomp_profiles
 from ..errors import LabError, require_root
 from ..tables import Table
 from . import hardening, spec as specs
@@ -195,13 +195,15 @@ def _limits(memory: str | None, cpus: float | None, pids: int | None,
 def create(image: str = "busybox", command: Sequence[str] = (), name: str | None = None,
            publish: Sequence[str] = (), memory: str | None = None, cpus: float | None = None,
            pids: int | None = None, env: dict[str, str] | None = None,
-           hostname: str | None = None, network: str = "bridge", cpu_shares: int | None = None) -> str:
+           hostname: str | None = None, network: str = "bridge", cpu_shares: int | None = None,
+           seccomp: bool = True) -> str:
     """Make a container from an image, not started yet (``docker create``); returns its id.
 
     ``cpu_shares`` is ``docker run --cpu-shares``: a weight for a busy core, not
     a cap. ``network`` is Docker's ``--network``: "bridge" (an address on the
     lab bridge, the others' names, published ports), "none" (a network
-    namespace with only lo) or "host" (the host's own network).
+    namespace with only lo) or "host" (the host's own network). ``seccomp``
+    False is Docker's ``--security-opt seccomp=unconfined``: no filter.
     """
     require_root("Creating a container")
     if network not in NETWORKS:
@@ -223,7 +225,8 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
         spec = Spec(args=args, env=[f"{k}={v}" for k, v in merged_env.items()],
                     cwd=config["workdir"], root=str(root), hostname=hostname or name,
                     namespaces=["pid", "ipc", "uts", "mnt"] + (["net"] if network != "host" else []),
-                    resources=resources)
+                    resources=resources,
+                    seccomp=seccomp_profiles.DEFAULT if seccomp else None)
         return _save(directory, spec, name, image, ports, network)
     except BaseException:
         _release_root(directory)

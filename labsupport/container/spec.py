@@ -11,8 +11,9 @@ Accepted on purpose but not acted on, because runc's defaults for them
 change nothing a learner would notice here: ``process.rlimits`` (only
 RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal) and
 ``linux.resources.devices`` (deny-all; the runtime's /dev holds only six
-harmless nodes). Refused by name: seccomp, sysctl, apparmor/selinux,
-blockIO, namespace paths, mount types other than tmpfs and bind.
+harmless nodes). ``linux.seccomp`` is taken as a deny-list (see
+labsupport.seccomp); an allow-list is refused. Refused by name: sysctl,
+apparmor/selinux, blockIO, namespace paths, mount types other than tmpfs and bind.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import seccomp as seccomp_profiles
 from ..errors import LabError
 
 #: The namespace names of config.json, and the /proc/PID/ns names the lab's process module uses.
@@ -32,7 +34,7 @@ _KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "a
 _KNOWN_PROCESS = {"args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "terminal",
                   "rlimits", "consoleSize"}
 _KNOWN_LINUX = {"namespaces", "resources", "maskedPaths", "readonlyPaths", "uidMappings",
-                "gidMappings", "cgroupsPath"}
+                "gidMappings", "cgroupsPath", "seccomp"}
 _KNOWN_RESOURCES = {"memory", "cpu", "pids", "blockIO", "devices"}
 
 #: Docker's default capability set, which the lab's `run` gives an image's container. (A bundle
@@ -84,6 +86,7 @@ class Spec:
     readonly_paths: tuple[str, ...] = DEFAULT_READONLY
     uid_map: str | None = None
     gid_map: str | None = None
+    seccomp: seccomp_profiles.Profile | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The config.json this spec stands for (written into the container's state dir)."""
@@ -101,6 +104,8 @@ class Spec:
             "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces],
             "resources": resources, "maskedPaths": list(self.masked_paths),
             "readonlyPaths": list(self.readonly_paths)}
+        if self.seccomp is not None:
+            linux["seccomp"] = seccomp_profiles.to_oci(self.seccomp)
         for key, text in (("uidMappings", self.uid_map), ("gidMappings", self.gid_map)):
             if text:
                 inside, outside, size = (int(x) for x in text.split())
@@ -234,6 +239,12 @@ def parse(data: Any) -> Spec:
         if key in linux:
             paths = _type(linux[key], list, f"linux.{key}", "a list")
             setattr(spec, attr, tuple(_type(p, str, f"linux.{key}", "a list of paths") for p in paths))
+    if "seccomp" in linux:
+        spec.seccomp = seccomp_profiles.from_oci(linux["seccomp"])
+        if not spec.no_new_privileges:
+            raise LabError("config.json has linux.seccomp with noNewPrivileges false: this runtime "
+                           "installs the filter after dropping the capabilities, which needs "
+                           "noNewPrivileges true.")
     spec.uid_map = _id_map(linux.get("uidMappings"), "linux.uidMappings")
     spec.gid_map = _id_map(linux.get("gidMappings"), "linux.gidMappings")
     if (spec.uid_map or spec.gid_map) and "user" not in spec.namespaces:
