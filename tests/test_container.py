@@ -182,3 +182,30 @@ def test_the_default_seccomp_filter_denies_new_namespaces_and_can_be_turned_off(
     finally:
         container.remove(filtered, force=True)
         container.remove(open_, force=True)
+
+
+def test_a_disk_bandwidth_cap_lands_in_the_containers_cgroup():
+    """Docker's --device-write-bps: the throttle, as the host's cgroup files show it (its
+    effect on real writes is measured in tests/test_cgroups.py)."""
+    from labsupport import cgroups
+    from labsupport.cgroups.loopdev import LoopDevice
+
+    with LoopDevice("16M") as disk:
+        number = f"{os.major(disk.path.stat().st_rdev)}:{os.minor(disk.path.stat().st_rdev)}"
+        box = container.run("busybox", ["sleep", "60"], name="labtest-io", network="none",
+                            device_write_bps=[f"{disk.path}:2M"], device_read_bps=[f"{disk.path}:8M"])
+        try:
+            group = cgroups.open_group(container.state(box)["cgroup"])
+            rules = " ".join((d / name).read_text() for d in group.directories
+                             for name in ("blkio.throttle.write_bps_device", "blkio.throttle.read_bps_device",
+                                          "io.max") if (d / name).exists())
+            v1 = f"{number} {2 * 1024 * 1024}" in rules and f"{number} {8 * 1024 * 1024}" in rules
+            v2 = f"{number} rbps={8 * 1024 * 1024} wbps={2 * 1024 * 1024}" in rules
+            assert v1 or v2, rules
+            assert container.inspect(box)["config"]["linux"]["resources"]["blockIO"]["throttleWriteBpsDevice"] == [
+                {"major": os.major(disk.path.stat().st_rdev), "minor": os.minor(disk.path.stat().st_rdev),
+                 "rate": 2 * 1024 * 1024}]
+        finally:
+            container.remove(box, force=True)
+    with pytest.raises(LabError, match="DEVICE:RATE"):
+        container.run("busybox", ["true"], device_write_bps=["2M"])

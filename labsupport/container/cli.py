@@ -46,7 +46,9 @@ def _run(args: argparse.Namespace) -> int:
             raise runtime.LabError("Name an image to run (e.g. busybox), or give --bundle DIR.")
         container_id = runtime.run(args.image, args.cmd, name=args.name, publish=args.publish,
                                    memory=args.memory, cpus=args.cpus, pids=args.pids,
-                                   network=args.network, seccomp=_seccomp(args.security_opt))
+                                   network=args.network, seccomp=_seccomp(args.security_opt),
+                                   device_read_bps=args.device_read_bps,
+                                   device_write_bps=args.device_write_bps)
     if args.detach:
         print(container_id)
         return 0
@@ -113,6 +115,9 @@ def register(add: Add) -> None:
     run.add_argument("--pids", type=int, metavar="N", help="the most processes inside at once")
     run.add_argument("--network", default="bridge", choices=runtime.NETWORKS,
                      help="bridge (default: an address, names, ports), none (only lo) or host")
+    for direction in ("read", "write"):
+        run.add_argument(f"--device-{direction}-bps", action="append", default=[], metavar="DEVICE:RATE",
+                         help=f"cap {direction}s from a block device, e.g. /dev/loop0:1M (bytes/s)")
     run.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined",
                      help="run without the default seccomp filter")
     run.add_argument("--rm", action="store_true", help="remove the container when it exits (foreground)")

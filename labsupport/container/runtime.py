@@ -170,10 +170,26 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _device_rates(rules: Sequence[str], flag: str) -> dict[str, int | None]:
+    """Docker's ``--device-read-bps /dev/loop0:1M`` -> {"MAJ:MIN": bytes per second}."""
+    from ..cgroups import api, limits
+    rates = {}
+    for rule in rules:
+        device, _, rate = rule.rpartition(":")
+        if not device or not rate:
+            raise LabError(f"{flag} {rule!r}: write it as DEVICE:RATE, e.g. /dev/loop0:1M.")
+        rates[api.device_number(device)] = limits.parse_rate(rate)
+    return rates
+
+
 def _limits(memory: str | None, cpus: float | None, pids: int | None,
-            cpu_shares: int | None = None) -> specs.Resources:
+            cpu_shares: int | None = None, device_read_bps: Sequence[str] = (),
+            device_write_bps: Sequence[str] = ()) -> specs.Resources:
     from ..cgroups import limits
     res = specs.Resources()
+    reads = _device_rates(device_read_bps, "--device-read-bps")
+    writes = _device_rates(device_write_bps, "--device-write-bps")
+    res.io = {device: (reads.get(device), writes.get(device)) for device in {**reads, **writes}}
     if cpu_shares is not None:
         if not 2 <= cpu_shares <= 262144:
             raise LabError(f"--cpu-shares {cpu_shares} must be between 2 and 262144 (1024 is the default).")
@@ -196,7 +212,8 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
            publish: Sequence[str] = (), memory: str | None = None, cpus: float | None = None,
            pids: int | None = None, env: dict[str, str] | None = None,
            hostname: str | None = None, network: str = "bridge", cpu_shares: int | None = None,
-           seccomp: bool = True) -> str:
+           seccomp: bool = True, device_read_bps: Sequence[str] = (),
+           device_write_bps: Sequence[str] = ()) -> str:
     """Make a container from an image, not started yet (``docker create``); returns its id.
 
     ``cpu_shares`` is ``docker run --cpu-shares``: a weight for a busy core, not
@@ -204,6 +221,8 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
     lab bridge, the others' names, published ports), "none" (a network
     namespace with only lo) or "host" (the host's own network). ``seccomp``
     False is Docker's ``--security-opt seccomp=unconfined``: no filter.
+    ``device_read_bps`` / ``device_write_bps`` cap a block device's bandwidth,
+    as Docker's flags do: ["/dev/loop0:1M"].
     """
     require_root("Creating a container")
     if network not in NETWORKS:
@@ -211,7 +230,7 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
     if publish and network != "bridge":
         raise LabError(f"Publishing a port needs the bridge network, not {network!r}.")
     ports = [Publish.parse(p) for p in publish]
-    resources = _limits(memory, cpus, pids, cpu_shares)
+    resources = _limits(memory, cpus, pids, cpu_shares, device_read_bps, device_write_bps)
     container_id = _new_id()
     name = _check_name(name or f"box-{container_id[:6]}")
     directory = container_dir(container_id)

@@ -31,7 +31,8 @@ SUBNET = ipaddress.ip_network("10.89.0.0/24")
 def _cgroup(container_id: str, spec: Spec) -> Any:
     """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2)."""
     res = spec.resources
-    wanted = {"memory": res.memory, "cpu": res.cpu_quota or res.cpu_shares, "pids": res.pids}
+    wanted = {"memory": res.memory, "cpu": res.cpu_quota or res.cpu_shares, "pids": res.pids,
+              "io": res.io}
     group = cgroups.create(f"lab{container_id}", [c for c, v in wanted.items() if v] or None)
     if res.memory is not None:
         group.limit_memory(res.memory)
@@ -44,6 +45,8 @@ def _cgroup(container_id: str, spec: Spec) -> Any:
         group.weight_cpu(max(1, min(10000, 1 + (res.cpu_shares - 2) * 9999 // 262142)))
     if res.pids is not None:
         group.limit_pids(res.pids)
+    for device, (read, write) in res.io.items():
+        group.limit_io(device, read, write)
     return group
 
 

@@ -13,7 +13,8 @@ RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal) and
 ``linux.resources.devices`` (deny-all; the runtime's /dev holds only six
 harmless nodes). ``linux.seccomp`` is taken as a deny-list (see
 labsupport.seccomp); an allow-list is refused. Refused by name: sysctl,
-apparmor/selinux, blockIO, namespace paths, mount types other than tmpfs and bind.
+apparmor/selinux, blockIO weights and IOPS caps (its bandwidth caps are
+used), namespace paths, mount types other than tmpfs and bind.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ class Resources:
     cpu_period: int | None = None
     cpu_shares: int | None = None
     pids: int | None = None
+    #: "MAJ:MIN" -> (read, write) bytes per second; None leaves a direction free.
+    io: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,6 +103,11 @@ class Spec:
             resources["cpu"] = cpu
         if res.pids is not None:
             resources["pids"] = {"limit": res.pids}
+        throttles = {key: [{"major": int(device.split(":")[0]), "minor": int(device.split(":")[1]),
+                            "rate": rates[side]} for device, rates in res.io.items() if rates[side]]
+                     for key, side in _THROTTLES.items()}
+        if any(throttles.values()):
+            resources["blockIO"] = {key: rules for key, rules in throttles.items() if rules}
         linux: dict[str, Any] = {
             "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces],
             "resources": resources, "maskedPaths": list(self.masked_paths),
@@ -155,13 +163,31 @@ def _resources(data: dict[str, Any], unsupported: list[str]) -> Resources:
     pids = _type(data.get("pids", {}), dict, "linux.resources.pids", "an object")
     unsupported += [f"linux.resources.memory.{k}" for k in memory if k != "limit"]
     unsupported += [f"linux.resources.cpu.{k}" for k in cpu if k not in ("quota", "period", "shares")]
-    if data.get("blockIO"):
-        unsupported.append("linux.resources.blockIO")
+    block = _type(data.get("blockIO", {}), dict, "linux.resources.blockIO", "an object")
+    unsupported += [f"linux.resources.blockIO.{k}" for k in block if k not in _THROTTLES]
     return Resources(_limit(memory.get("limit"), "linux.resources.memory.limit"),
                      _limit(cpu.get("quota"), "linux.resources.cpu.quota"),
                      _limit(cpu.get("period"), "linux.resources.cpu.period"),
                      _limit(cpu.get("shares"), "linux.resources.cpu.shares"),
-                     _limit(pids.get("limit"), "linux.resources.pids.limit"))
+                     _limit(pids.get("limit"), "linux.resources.pids.limit"),
+                     _throttles(block))
+
+
+#: blockIO's bandwidth caps, and which side of Resources.io each fills.
+_THROTTLES = {"throttleReadBpsDevice": 0, "throttleWriteBpsDevice": 1}
+
+
+def _throttles(block: dict[str, Any]) -> dict[str, tuple[int | None, int | None]]:
+    """``blockIO.throttle{Read,Write}BpsDevice`` -> {"MAJ:MIN": (read, write)}."""
+    io: dict[str, list[int | None]] = {}
+    for key, side in _THROTTLES.items():
+        where = f"linux.resources.blockIO.{key}"
+        for entry in _type(block.get(key, []), list, where, "a list"):
+            _type(entry, dict, where, "a list of objects")
+            major, minor = (_type(entry.get(k), int, f"{where}[].{k}", "a whole number")
+                            for k in ("major", "minor"))
+            io.setdefault(f"{major}:{minor}", [None, None])[side] = _limit(entry.get("rate"), f"{where}[].rate")
+    return {device: (rates[0], rates[1]) for device, rates in io.items()}
 
 
 def _id_map(entries: Any, where: str) -> str | None:
