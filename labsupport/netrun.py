@@ -111,8 +111,9 @@ def stop_processes_in(namespace: str) -> list[int]:
     """Stop every lab program in ``namespace``, and collect those of ours that ended already."""
     for pid in [p for p in _children if has_exited(p)]:
         _children.pop(pid).stop()
-    lab = set(ownership.lab_processes())
-    stopped = [pid for pid in processes_in(namespace) if pid in _children or pid in lab]
+    inside = processes_in(namespace)
+    lab = set(ownership.lab_processes()) if inside else set()  # a scan of every process: only if needed
+    stopped = [pid for pid in inside if pid in _children or pid in lab]
     for pid in stopped:
         stop_process(pid)
     return stopped
