@@ -11,7 +11,7 @@ The plan, in the order the kernel needs it::
 
     fork -> (child) unshare -> [parent writes uid/gid maps] -> [fork again
     to become PID 1 of a new PID namespace] -> private mounts -> hostname
-    -> chroot or pivot_root -> mount /proc -> run the function or exec
+    -> mount /proc in the new root -> chroot or pivot_root -> run the function or exec
 
 A child dies with its parent (``PR_SET_PDEATHSIG``), and everything it
 starts sits in its own process group, so a killed kernel or a time-out takes
@@ -43,6 +43,20 @@ PROPAGATION = {"private": syscalls.MS_PRIVATE, "slave": syscalls.MS_SLAVE, "unch
 
 
 @dataclass(frozen=True)
+class RootMount:
+    """A mount the new root gets from the host's side: a tmpfs, or a bind of a host path
+    (``source``) at ``target``, a path inside the new root.
+
+    Made before the root changes - while the host's paths are still there (the
+    kernel binds nothing from another mount namespace) - and in list order.
+    """
+
+    target: str
+    source: str | None = None  # None: a fresh tmpfs
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Isolation:
     """What the child should be isolated with: the learner's request.
 
@@ -71,6 +85,7 @@ class Isolation:
     cwd: str = "/"
     cgroup_procs: tuple[Path, ...] = ()
     propagation: str = "private"
+    root_mounts: tuple["RootMount", ...] = ()
 
     @classmethod
     def make(cls, namespaces: Sequence[str] = (), root: str | os.PathLike | None = None,
@@ -79,7 +94,7 @@ class Isolation:
              enter: int | str | os.PathLike | None = None,
              enter_namespaces: Sequence[str] | None = None,
              cgroup_procs: Sequence[str | os.PathLike] = (),
-             propagation: str = "private") -> "Isolation":
+             propagation: str = "private", root_mounts: Sequence["RootMount"] = ()) -> "Isolation":
         """Check the request before anything is forked, so errors come early and plain."""
         names = frozenset(namespaces)
         syscalls.namespace_flags(names)  # refuses unknown names
@@ -115,8 +130,10 @@ class Isolation:
             if path.name != "cgroup.procs" or not path.is_file():
                 raise LabError(f"{path} is not the cgroup.procs file of an existing cgroup: "
                                "create the group first.")
+        if root_mounts and (new_root is None or "mnt" not in names):
+            raise LabError("Mounts into a new root need the root and a mount namespace ('mnt').")
         return cls(names, joined, new_root, pivot, hostname, mount_proc, uid_map, gid_map, cwd,
-                   procs, propagation)
+                   procs, propagation, tuple(root_mounts))
 
 
 def _namespaces_to_enter(target: int | str | os.PathLike,
@@ -259,11 +276,46 @@ def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
         syscalls.mount(None, "/", None, syscalls.MS_REC | PROPAGATION[iso.propagation])
     if iso.hostname is not None:
         syscalls.sethostname(iso.hostname)
+    if iso.mount_proc:
+        # Before the root changes: in a user namespace the kernel lets a new /proc be mounted
+        # only while a fully visible one is still in the mount namespace (the host's, here).
+        target = "/proc" if iso.root is None else str(iso.root / "proc")
+        syscalls.mount("proc", target, "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    for mount in iso.root_mounts:
+        _mount_in_root(iso.root, mount)  # type: ignore[arg-type]
     if iso.root is not None:
         _change_root(iso)
-    if iso.mount_proc:
-        syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
     os.chdir(iso.cwd)
+
+
+def _inside(root: Path, target: str) -> Path:
+    """``target`` under ``root``, refusing a path whose symlinks lead out of it: a root built
+    by someone else could make its /data a link to the host's /etc."""
+    where = root / target.lstrip("/")
+    resolved = Path(os.path.realpath(where))
+    if resolved != root and root not in resolved.parents:
+        raise LabError(f"The mount point {target} leads out of the root {root} (through a "
+                       "symbolic link): nothing was mounted.")
+    return resolved
+
+
+def _mount_in_root(root: Path, mount: RootMount) -> None:
+    if mount.source is None:
+        where = _inside(root, mount.target)
+        where.mkdir(parents=True, exist_ok=True)
+        syscalls.mount("tmpfs", where, "tmpfs", syscalls.MS_NOSUID | (syscalls.MS_RDONLY if mount.read_only
+                                                                     else 0), "mode=755,size=65536k")
+        return
+    is_dir = os.path.isdir(mount.source)
+    where = _inside(root, mount.target)
+    if is_dir:
+        where.mkdir(parents=True, exist_ok=True)
+    else:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.touch(exist_ok=True)
+    syscalls.mount(mount.source, where, None, syscalls.MS_BIND | syscalls.MS_REC)
+    if mount.read_only:  # a bind mount's flags change only with a second, remounting call
+        syscalls.mount(None, where, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
 
 
 def _join_cgroups(procs_files: tuple[Path, ...]) -> None:
@@ -316,6 +368,10 @@ def _fork_into_pid_namespace() -> None:
         os.close(alive_r)
         return
     os.close(alive_r)
+    # Waiting is all this process does: it keeps no copy of the child's pipes, so a pipe
+    # closed on exec inside tells the truth.
+    os.closerange(3, alive_w)
+    os.closerange(alive_w + 1, 65536)
     _, status = os.waitpid(child, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 

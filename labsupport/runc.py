@@ -72,6 +72,7 @@ def _require_runc() -> str:
 def new_bundle() -> Path:
     """A lab scratch directory with runc's default config.json (``runc spec``) and a busybox rootfs."""
     bundle = ownership.temp_dir("runc")
+    bundle.chmod(0o755)  # a remapped root (uid 100000 on the host) must be able to reach its root
     result = run_command([_require_runc(), "spec", "--bundle", str(bundle)])
     if not result.ok:
         raise LabError(f"`runc spec` failed: {result.stderr.strip()}")

@@ -209,3 +209,60 @@ def test_a_disk_bandwidth_cap_lands_in_the_containers_cgroup():
             container.remove(box, force=True)
     with pytest.raises(LabError, match="DEVICE:RATE"):
         container.run("busybox", ["true"], device_write_bps=["2M"])
+
+
+def test_a_bundle_with_a_user_namespace_runs_as_root_inside_and_an_unprivileged_uid_outside():
+    """runc's rootless shape: uid 0 inside is uid 100000 on the host (``--userns-remap``)."""
+    import json
+    from labsupport import runc
+
+    bundle = runc.new_bundle()
+    try:
+        config = json.loads((bundle / "config.json").read_text())
+        config["process"].update(terminal=False, args=["sleep", "60"])
+        config["linux"]["namespaces"].append({"type": "user"})
+        for key in ("uidMappings", "gidMappings"):
+            config["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        (bundle / "config.json").write_text(json.dumps(config))
+        box = container.run_bundle(bundle, name="labtest-userns")
+        try:
+            pid = container.state(box)["pid"]
+            assert _status(pid)["Uid"].split()[0] == "100000"
+            assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+            inside = container.exec_in(box, ["sh", "-c", "id -u; cat /proc/self/uid_map; ps"])
+            assert inside.stdout.split()[:4] == ["0", "0", "100000", "65536"], inside
+            assert "sleep 60" in inside.stdout
+        finally:
+            container.remove(box, force=True)
+    finally:
+        runc.remove_bundle(bundle)
+
+
+def test_a_bundles_bind_mount_shows_the_host_directory_read_only_and_a_link_out_is_refused():
+    import json
+    import shutil
+    from labsupport import ownership, runc
+
+    bundle, data = runc.new_bundle(), ownership.temp_dir("bindsrc")
+    try:
+        (data / "hello.txt").write_text("hi from the host\n")
+        config = json.loads((bundle / "config.json").read_text())
+        config["process"].update(terminal=False, args=["sh", "-c", "cat /data/hello.txt; touch /data/x"])
+        config["mounts"].append({"destination": "/data", "type": "bind", "source": str(data),
+                                 "options": ["rbind", "ro"]})
+        (bundle / "config.json").write_text(json.dumps(config))
+        box = container.run_bundle(bundle, name="labtest-bind")
+        container.wait(box, 10)
+        log = container.logs(box)
+        container.remove(box)
+        assert "hi from the host" in log and "Read-only file system" in log
+        assert not (data / "x").exists()
+        # A root whose /data is a link to the host's /etc: the mount would land on the host.
+        (bundle / "rootfs" / "data").rmdir()  # the mount point the first run made
+        (bundle / "rootfs" / "data").symlink_to("/etc")
+        with pytest.raises(LabError, match="leads out of the root"):
+            container.run_bundle(bundle, name="labtest-bindout")
+        assert not any(m.mountpoint == "/etc" for m in hoststate.mounts())
+    finally:
+        runc.remove_bundle(bundle)
+        shutil.rmtree(data, ignore_errors=True)

@@ -1,12 +1,13 @@
 """What a container's first process does to itself after pivot_root, before exec.
 
-labsupport.process has already made the namespaces, set propagation, pivoted
-into the root (old root detached) and mounted /proc. What is left is what
-runc adds on top, in this order - each step needs the rights the next one drops:
+labsupport.process has already made the namespaces, set propagation, mounted
+/proc and the bundle's mounts in the new root, and pivoted into it (old root
+detached). What is left is what runc adds on top, in this order - each step
+needs the rights the next one drops:
 
-    /sys (read-only) -> a minimal /dev -> the bundle's mounts -> maskedPaths
-    -> readonlyPaths -> read-only root (if asked) -> user -> capabilities
-    -> no_new_privs -> exec
+    /sys (read-only) -> a minimal /dev -> maskedPaths -> readonlyPaths
+    -> read-only root (if asked) -> user -> capabilities -> no_new_privs
+    -> seccomp -> exec
 
 Capabilities have no wrapper in the standard library; capset and prctl are
 called here through ctypes, the one place in the lab that changes them.
@@ -98,13 +99,18 @@ def _mount_sys() -> None:
                    | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
 
 
-def _minimal_dev() -> None:
-    """A tmpfs /dev with six character devices, pts, shm and the usual links - not the host's /dev."""
-    Path("/dev").mkdir(exist_ok=True)
-    syscalls.mount("tmpfs", "/dev", "tmpfs", syscalls.MS_NOSUID, "mode=755,size=65536k")
-    for name, major, minor in DEVICES:
-        os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-        os.chmod(f"/dev/{name}", 0o666)  # mknod obeys the umask
+def _minimal_dev(spec: Spec) -> None:
+    """A tmpfs /dev with six character devices, pts, shm and the usual links - not the host's /dev.
+
+    In a user namespace no device node can be made: the shim had the tmpfs
+    and the host's six devices bound in before pivot_root, as rootless runc does.
+    """
+    if "user" not in spec.namespaces:
+        Path("/dev").mkdir(exist_ok=True)
+        syscalls.mount("tmpfs", "/dev", "tmpfs", syscalls.MS_NOSUID, "mode=755,size=65536k")
+        for name, major, minor in DEVICES:
+            os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(f"/dev/{name}", 0o666)  # mknod obeys the umask
     os.mkdir("/dev/pts")
     syscalls.mount("devpts", "/dev/pts", "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
                    "newinstance,ptmxmode=0666,mode=620")
@@ -115,21 +121,6 @@ def _minimal_dev() -> None:
     for link, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"/dev/{link}")
-
-
-def _bundle_mounts(spec: Spec, sources: dict[str, int]) -> None:
-    """tmpfs and bind mounts from config.json; bind sources were opened before pivot_root."""
-    for mount in spec.mounts:
-        Path(mount.destination).mkdir(parents=True, exist_ok=True)
-        readonly = syscalls.MS_RDONLY if "ro" in mount.options else 0
-        if mount.type == "tmpfs":
-            syscalls.mount("tmpfs", mount.destination, "tmpfs", syscalls.MS_NOSUID | readonly)
-            continue
-        source = f"/proc/self/fd/{sources[mount.destination]}"
-        syscalls.mount(source, mount.destination, None, syscalls.MS_BIND | syscalls.MS_REC)
-        if readonly:
-            syscalls.mount(None, mount.destination, None,
-                           syscalls.MS_BIND | syscalls.MS_REMOUNT | readonly)
 
 
 def _mask(paths: Sequence[str]) -> None:
@@ -151,11 +142,13 @@ def _make_readonly(paths: Sequence[str]) -> None:
                            | syscalls.MS_NOEXEC)
 
 
-def prepare_filesystem(spec: Spec, sources: dict[str, int]) -> None:
+def prepare_filesystem(spec: Spec) -> None:
     """Every mount of the container, after pivot_root; none of them reaches the host (private/slave)."""
-    _mount_sys()
-    _minimal_dev()
-    _bundle_mounts(spec, sources)
+    if "user" not in spec.namespaces:
+        # In a user namespace the kernel refuses a new sysfs while the host's has mounts on
+        # top of it it would uncover; the container goes without /sys rather than get the host's.
+        _mount_sys()
+    _minimal_dev(spec)
     _mask(spec.masked_paths)
     _make_readonly(spec.readonly_paths)
     if spec.root_readonly:
@@ -173,7 +166,8 @@ def adopt_identity(spec: Spec) -> None:
     setuid would clear the capabilities (KEEPCAPS keeps them), and a seccomp filter needs
     no_new_privs (or the CAP_SYS_ADMIN just dropped) - so it comes last, just before exec."""
     _prctl(_PR_SET_KEEPCAPS, 1)
-    os.setgroups([])
+    if "user" not in spec.namespaces:  # in one, setgroups is switched off before the maps are written
+        os.setgroups([])
     os.setresgid(spec.gid, spec.gid, spec.gid)
     os.setresuid(spec.uid, spec.uid, spec.uid)
     drop_capabilities(capability_mask(spec.capabilities))
@@ -198,19 +192,17 @@ def become_process(spec: Spec, argv: Sequence[str] | None = None) -> None:
         os._exit(127)
 
 
-def run_init(spec: Spec, log_fd: int, ready_w: int, go_r: int, sources: dict[str, int]) -> None:
+def run_init(spec: Spec, log_fd: int, ready_w: int, go_r: int) -> None:
     """The container's first process (runs as labsupport.process's target, after pivot_root).
 
     It says "ready" once its mounts are made, then waits for the runtime to
     finish the host side (network, published ports) before exec - so the
     program never runs without its network.
     """
-    prepare_filesystem(spec, sources)
+    prepare_filesystem(spec)
     if "net" in spec.namespaces:
         from .. import net  # the shim forked this process with net imported: no cost here
         net.loopback_up_here()
-    for fd in sources.values():
-        os.close(fd)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log_fd, 1)

@@ -50,10 +50,16 @@ def _cgroup(container_id: str, spec: Spec) -> Any:
     return group
 
 
-def _bind_sources(spec: Spec) -> dict[str, int]:
-    """Bind mount sources opened now: after pivot_root the host's paths are out of reach."""
-    return {m.destination: os.open(m.source, os.O_PATH | os.O_CLOEXEC)
-            for m in spec.mounts if m.type == "bind"}
+def _root_mounts(spec: Spec) -> list[process.RootMount]:
+    """What must be mounted in the root from the host's side, before pivot_root: the
+    bundle's mounts, and - in a user namespace, where no device node can be made - a
+    /dev with the host's six harmless devices bound in, as rootless runc does."""
+    mounts = [process.RootMount(m.destination, m.source if m.type == "bind" else None,
+                                "ro" in m.options) for m in spec.mounts]
+    if "user" in spec.namespaces:
+        mounts.insert(0, process.RootMount("/dev"))
+        mounts[1:1] = [process.RootMount(f"/dev/{name}", f"/dev/{name}") for name, _, _ in hardening.DEVICES]
+    return mounts
 
 
 def _running_peers(me: str) -> list[dict[str, Any]]:
@@ -141,17 +147,19 @@ def _start_child(directory: Path, spec: Spec, group: Any) -> tuple[process.Child
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-    sources = _bind_sources(spec)
-    namespaces = set(spec.namespaces) - {"pid"}
+    # With a user namespace the PID namespace must belong to it, or /proc could not be mounted
+    # inside: then the child makes both and forks once more (labsupport.process's way).
+    pid_here = "pid" in spec.namespaces and "user" not in spec.namespaces
+    namespaces = set(spec.namespaces) - ({"pid"} if pid_here else set())
     iso = process.Isolation.make(
         namespaces=sorted(namespaces), root=spec.root, pivot="mnt" in namespaces,
         hostname=spec.hostname if "uts" in namespaces else None,
         mount_proc="mnt" in namespaces, uid_map=spec.uid_map, gid_map=spec.gid_map,
         propagation="slave" if "mnt" in namespaces else "private",
-        cgroup_procs=group.procs_files)
-    with _children_in_new_pid_namespace("pid" in spec.namespaces):
-        child = process.Child(lambda: hardening.run_init(spec, log_fd, ready_w, go_r, sources), iso)
-    for fd in [log_fd, ready_w, go_r, exec_w, *sources.values()]:
+        cgroup_procs=group.procs_files, root_mounts=_root_mounts(spec))
+    with _children_in_new_pid_namespace(pid_here):
+        child = process.Child(lambda: hardening.run_init(spec, log_fd, ready_w, go_r), iso)
+    for fd in [log_fd, ready_w, go_r, exec_w]:
         os.close(fd)
     if not select.select([ready_r], [], [], 15)[0] or os.read(ready_r, 1) != b"r":
         child.kill()
@@ -163,6 +171,14 @@ def _start_child(directory: Path, spec: Spec, group: Any) -> tuple[process.Child
             LabError(f"The container's first process ended before it was ready: {child.stderr.strip()}")
     os.close(ready_r)
     return child, go_w, exec_r
+
+
+def _init_pid(child: process.Child) -> int:
+    """The container's PID 1 as the host numbers it: the child itself, or - where the child
+    made the PID namespace - the child's only child."""
+    if "pid" not in child.iso.namespaces:
+        return child.pid
+    return int(Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()[0])
 
 
 @contextmanager
@@ -203,9 +219,10 @@ def supervise(directory: Path, report_w: int) -> int:
         group = _cgroup(container_id, spec)
         runtime.write_state(directory, cgroup=group.name)
         child, go_w, exec_r = _start_child(directory, spec, group)
-        runtime.write_state(directory, pid=child.pid, group=child.pid)
+        pid = _init_pid(child)
+        runtime.write_state(directory, pid=pid, group=child.pid)
         if "net" in spec.namespaces and state.get("network", "bridge") == "bridge":
-            _network(directory, child.pid)
+            _network(directory, pid)
             _update_hosts(runtime._read_state(directory))
         os.write(go_w, b"g")
         os.close(go_w)
