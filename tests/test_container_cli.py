@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,19 @@ def test_run_a_bundle_written_by_runc_spec():
         assert result.returncode == 1
     finally:
         shutil.rmtree(bundle)
+
+
+def test_userns_remap_makes_root_inside_an_unprivileged_uid_outside():
+    started = lab("run", "-d", "--network", "none", "--userns-remap", "--name", "labtest-remap",
+                   "busybox", "sleep", "60")
+    assert started.returncode == 0, started.stderr
+    box = started.stdout.strip()
+    try:
+        pid = container.state(box)["pid"]
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":\t" in line)
+        assert status["Uid"].split()[0] == str(100000)
+        inside = lab("exec", box, "sh", "-c", "id -u; stat -c %U /; echo ok > /tmp/f && cat /tmp/f")
+        assert inside.stdout.split() == ["0", "nobody", "ok"], inside.stdout + inside.stderr
+    finally:
+        lab("rm", "-f", box)

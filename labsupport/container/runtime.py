@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 CONTAINERS_DIR = ownership.STATE_DIR / "containers"
 NETWORKS = ("bridge", "none", "host")
+#: ``--userns-remap``'s id map: 65536 ids from 100000 on the host, 0 the first of them inside.
+REMAP = "0 100000 65536"
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
            pids: int | None = None, env: dict[str, str] | None = None,
            hostname: str | None = None, network: str = "bridge", cpu_shares: int | None = None,
            seccomp: bool = True, device_read_bps: Sequence[str] = (),
-           device_write_bps: Sequence[str] = ()) -> str:
+           device_write_bps: Sequence[str] = (), userns: bool = False) -> str:
     """Make a container from an image, not started yet (``docker create``); returns its id.
 
     ``cpu_shares`` is ``docker run --cpu-shares``: a weight for a busy core, not
@@ -222,7 +224,9 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
     namespace with only lo) or "host" (the host's own network). ``seccomp``
     False is Docker's ``--security-opt seccomp=unconfined``: no filter.
     ``device_read_bps`` / ``device_write_bps`` cap a block device's bandwidth,
-    as Docker's flags do: ["/dev/loop0:1M"].
+    as Docker's flags do: ["/dev/loop0:1M"]. ``userns`` remaps the container's
+    users as ``dockerd --userns-remap`` does: root inside is uid 100000 outside,
+    and the image's files (owned by the host's root) read as nobody's.
     """
     require_root("Creating a container")
     if network not in NETWORKS:
@@ -243,7 +247,9 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
         merged_env = {**config["env"], **(env or {})}
         spec = Spec(args=args, env=[f"{k}={v}" for k, v in merged_env.items()],
                     cwd=config["workdir"], root=str(root), hostname=hostname or name,
-                    namespaces=["pid", "ipc", "uts", "mnt"] + (["net"] if network != "host" else []),
+                    namespaces=["pid", "ipc", "uts", "mnt"] + (["net"] if network != "host" else [])
+                    + (["user"] if userns else []),
+                    uid_map=REMAP if userns else None, gid_map=REMAP if userns else None,
                     resources=resources,
                     seccomp=seccomp_profiles.DEFAULT if seccomp else None)
         return _save(directory, spec, name, image, ports, network)

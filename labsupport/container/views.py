@@ -16,6 +16,8 @@ STEPS = (
     ("cgroup with memory / cpu / pids limits", "--memory 64m --cpus 0.5 --pids-limit 50", "linux.resources"),
     ("capabilities: Docker's default 14", "--cap-drop / --cap-add", "process.capabilities"),
     ("no_new_privs", "--security-opt no-new-privileges", "process.noNewPrivileges"),
+    ("user namespace, if asked: root inside = uid 100000", "dockerd --userns-remap",
+     "linux.namespaces[user] + uidMappings"),
     ("seccomp: a deny-list filter, installed last", "default; --security-opt seccomp=unconfined",
      "linux.seccomp"),
     ("bridge + address + /etc/hosts", "docker network create; --network", "(not runc: the engine's network)"),
