@@ -209,6 +209,17 @@ def _reset_09() -> list[str]:
     return done
 
 
+def _reset_10() -> list[str]:
+    from . import container
+
+    done = []
+    for box in container.list_containers():
+        if box.get("name", "").startswith("ex10-"):
+            container.remove(box["id"], force=True)
+            done.append(f"removed container {box['name']}")
+    return done
+
+
 def _reset_11() -> list[str]:
     from . import compose
     from .exercises.nb11_compose import CPU_PROJECT, PROJECT
@@ -235,7 +246,7 @@ def _reset_13() -> list[str]:
 RESETS: dict[str, Callable[[], list[str]]] = {
     "00": _reset_00, "01": _reset_01, "02": _reset_02, "03": _reset_03, "04": _reset_04,
     "05": _reset_05, "06": _reset_06, "07": _reset_07, "08": _reset_08, "09": _reset_09,
-    "11": _reset_11, "13": _reset_13,
+    "10": _reset_10, "11": _reset_11, "13": _reset_13,
 }
 
 

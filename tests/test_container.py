@@ -266,3 +266,22 @@ def test_a_bundles_bind_mount_shows_the_host_directory_read_only_and_a_link_out_
     finally:
         runc.remove_bundle(bundle)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_containers_started_and_ended_at_once_get_distinct_addresses_and_leave_no_bridge():
+    """Shims plug in and unplug one at a time: no address twice, and the last one out
+    takes the bridge down."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        boxes = list(pool.map(lambda n: container.run("busybox", ["sleep", "1"], name=f"labtest-par{n}"),
+                              range(6)))
+    try:
+        addresses = [container.state(b)["address"] for b in boxes]
+        assert len(set(addresses)) == 6, addresses
+        for box in boxes:
+            container.wait(box, 10)
+        assert "labctr0" not in hoststate.links()
+    finally:
+        for box in boxes:
+            container.remove(box, force=True)

@@ -10,6 +10,7 @@ and undoes the host side when the container ends.
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import select
@@ -67,8 +68,24 @@ def _running_peers(me: str) -> list[dict[str, Any]]:
             and c.get("address") and c.get("id") != me]
 
 
+def _on_the_bridge(me: str) -> list[dict[str, Any]]:
+    """Every other container holding an address - running, or still starting."""
+    return [c for c in runtime.list_containers() if c.get("address") and c.get("status") != "exited"
+            and c.get("id") != me]
+
+
+@contextmanager
+def _bridge_lock() -> Iterator[None]:
+    """One shim at a time plugs into the bridge or unplugs: two starting at once would take
+    the same address, and two ending at once would each leave the bridge to the other."""
+    ownership.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(ownership.STATE_DIR / f"{BRIDGE}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def _free_address(me: str) -> str:
-    used = {c["address"] for c in _running_peers(me)}
+    used = {c["address"] for c in _on_the_bridge(me)}
     for host in list(SUBNET.hosts())[1:]:
         if str(host) not in used:
             return str(host)
@@ -111,14 +128,16 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
     half-way (a host port in use) can still be undone.
     """
     state = runtime.write_state(directory, netns=net.attach_namespace(pid, f"labc{directory.name[:8]}"))
-    if BRIDGE not in hoststate.links():
-        net.add_bridge(BRIDGE)
-    address = _free_address(state["id"])
-    net.plug(state["netns"], BRIDGE, f"{address}/{SUBNET.prefixlen}")
+    with _bridge_lock():
+        if BRIDGE not in hoststate.links():
+            net.add_bridge(BRIDGE)
+        address = _free_address(state["id"])
+        net.plug(state["netns"], BRIDGE, f"{address}/{SUBNET.prefixlen}")
+        state = runtime.write_state(directory, address=address)
     from .. import portproxy  # asyncio: imported only by containers that publish
     for host_address, host_port, port in state.get("publish", []):
         portproxy.publish(state["netns"], port, host_port, host_address)
-    return runtime.write_state(directory, address=address)
+    return state
 
 
 def _undo_network(state: dict[str, Any]) -> None:
@@ -128,16 +147,20 @@ def _undo_network(state: dict[str, Any]) -> None:
             portproxy.unpublish(host_port, host_address)
         except LabError:
             pass
-    if state.get("netns"):
-        try:
-            net.remove_namespace(state["netns"])
-        except LabError:
-            pass
-    if not _running_peers(state.get("id", "")) and BRIDGE in hoststate.links():
-        try:
-            net.delete_link(BRIDGE)
-        except LabError:
-            pass
+    with _bridge_lock():
+        if state.get("netns"):
+            try:
+                net.remove_namespace(state["netns"])
+            except LabError:
+                pass
+        directory = runtime.container_dir(state.get("id", ""))
+        if state.get("address") and (directory / "state.json").exists():
+            runtime.write_state(directory, address=None)
+        if not _on_the_bridge(state.get("id", "")) and BRIDGE in hoststate.links():
+            try:
+                net.delete_link(BRIDGE)
+            except LabError:
+                pass
 
 
 def _start_child(directory: Path, spec: Spec, group: Any) -> tuple[process.Child, int, int]:
