@@ -636,6 +636,8 @@ class _Place:
 
 def _read_place(namespace: str | None, others: Sequence[str | None]) -> _Place:
     """Dump one namespace's links and addresses, and the ids it knows the others by."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with _rtnl(namespace) as ipr:
         links = [{"index": m["index"], "name": m.get("ifname"), "flags": m["flags"],
                   "kind": m.get(("linkinfo", "kind")), "mac": m.get("address") or "",
@@ -655,6 +657,8 @@ def _read_place(namespace: str | None, others: Sequence[str | None]) -> _Place:
                 continue  # removed meanwhile: nothing can point at it any more
             try:
                 nsid = ipr.get_netnsid(fd=fd)["nsid"]
+            except NetlinkError:  # EINVAL: the file of a namespace being removed, no namespace now
+                continue
             finally:
                 os.close(fd)
             if nsid != _NO_NSID:

@@ -94,7 +94,10 @@ def _alive(pid: int | None) -> bool:
 
 def state(ref: str) -> dict[str, Any]:
     """The state of a container by id, id prefix or name; a dead shim reads as 'exited'."""
-    directory = _find(ref)
+    return _state_of(_find(ref))
+
+
+def _state_of(directory: Path) -> dict[str, Any]:
     current = _read_state(directory)
     if current.get("status") == "running" and not _alive(current.get("shim_pid")):
         current = write_state(directory, status="exited", exit_code=current.get("exit_code"))
@@ -107,6 +110,8 @@ def _all_dirs() -> list[Path]:
 
 
 def _find(ref: str) -> Path:
+    if ref and "/" not in ref and (CONTAINERS_DIR / ref / "state.json").exists():
+        return CONTAINERS_DIR / ref  # a full id: no need to read every container's state
     for directory in _all_dirs():
         st = _read_state(directory)
         if st.get("name") == ref or st.get("id") == ref:
@@ -483,7 +488,7 @@ def inspect(ref: str) -> dict[str, Any]:
 
 
 def list_containers(all_: bool = True) -> list[dict[str, Any]]:
-    found = [state(d.name) for d in _all_dirs()]
+    found = [_state_of(d) for d in _all_dirs()]
     return [c for c in found if all_ or c.get("status") == "running"]
 
 
