@@ -285,3 +285,18 @@ def test_containers_started_and_ended_at_once_get_distinct_addresses_and_leave_n
     finally:
         for box in boxes:
             container.remove(box, force=True)
+
+
+def test_removing_a_container_whose_shim_was_killed_undoes_its_host_side():
+    """The shim undoes the network and the cgroup when the container ends - unless it is
+    killed first; then rm does it, and the residue check proves nothing stays."""
+    box = container.run("busybox", ["sleep", "60"], name="labtest-orphaned")
+    current = container.state(box)
+    assert current["netns"] in os.listdir("/run/netns")
+    os.kill(current["shim_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while runtime._alive(current["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the container dies with its shim (PDEATHSIG)
+    assert container.state(box)["status"] == "exited"
+    container.remove(box)
+    assert current["netns"] not in os.listdir("/run/netns")

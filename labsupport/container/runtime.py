@@ -473,6 +473,8 @@ def remove(ref: str, force: bool = False) -> None:
                            "or remove it with force.")
         stop(ref, grace=0)
     _stop_shim(_read_state(directory))
+    from .shim import undo_host_side
+    undo_host_side(_read_state(directory))  # a shim that died early left it (each step is idempotent)
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
 
