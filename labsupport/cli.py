@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .errors import LabError
@@ -55,6 +56,23 @@ def _vagrant(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vm(args: argparse.Namespace) -> int:
+    from .vm import background
+
+    if args.action == "boot":
+        state = background.boot(args.name, memory_mb=args.memory)
+        print(f"{state['name']}: QEMU PID {state['qemu_pid']}, guest ready after "
+              f"{state['boot_seconds']:.2f} s ({state['accelerator'].upper()})")
+    elif args.action == "ls":
+        print(background.table())
+    else:
+        if not args.name:
+            raise LabError("Name the VM to stop, e.g. `vm stop vm1` (`vm ls` lists them).")
+        background.stop(args.name)
+        print(f"{args.name}: stopped")
+    return 0
+
+
 def _guest_test(args: argparse.Namespace) -> int:
     from .vm import guest_tests
 
@@ -80,10 +98,16 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import latest
 
     if args.export:
-        print("\n".join(latest.export_all(args.export)))
+        names = [args.benchmark] if args.benchmark else latest.BENCHMARKS
+        print("\n".join(latest.export_all(args.export, names)))
         return 0
     if args.benchmark is None:
         raise LabError("Name a benchmark to run, or pass --export DIR to draw the saved ones.")
+    if args.benchmark == "suite":
+        from .bench import suite
+
+        print(suite.report(suite.run(quick=args.quick)))
+        return 0
     module = bench.benchmark(args.benchmark)
     if args.chart:
         charts.chart_path(args.chart)
@@ -114,6 +138,26 @@ def _reset(args: argparse.Namespace) -> int:
 
     done = grading.reset(args.notebook)
     print("\n".join(done) if done else f"notebook {args.notebook} was already at its start")
+    return 0
+
+
+def _compose(args: argparse.Namespace) -> int:
+    from . import compose
+
+    if args.action in ("up", "scale") and not args.what:
+        raise LabError("`compose up` needs the compose file, `compose scale` SERVICE=N "
+                       "(e.g. web=3); both with -p PROJECT.")
+    if args.action == "up":
+        print(compose.up(Path(args.what), args.project))
+    elif args.action == "scale":
+        service, _, count = args.what.partition("=")
+        if not count.isdigit():
+            raise LabError(f"{args.what!r}: write the service and its replicas as SERVICE=N, e.g. web=3.")
+        print(compose.scale(args.project, service, int(count)))
+    elif args.action == "ps":
+        print(compose.ps(args.project))
+    else:
+        print("\n".join(compose.down(args.project)) or f"{args.project}: nothing was running")
     return 0
 
 
@@ -165,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     vm.add_argument("action", choices=("build-box", "up", "ssh", "down"))
     vm.add_argument("command", nargs="*", help="for ssh: the command to run (quote it if it has options)")
     vm.add_argument("--rebuild", action="store_true", help="for build-box: build it again")
+    micro = add("vm", _vm, "MicroVMs that keep running after this command: boot [NAME], ls, stop NAME.")
+    micro.add_argument("action", choices=("boot", "ls", "stop"))
+    micro.add_argument("name", nargs="?", help="the VM's name (boot picks one if none is given)")
+    micro.add_argument("--memory", type=int, default=256, metavar="MIB", help="for boot: guest RAM in MiB")
     guest = add("guest-test", _guest_test, "Run a test module inside a VM with its own kernel "
                 "(pure cgroup v2), e.g. `guest-test tests/test_cgroups.py`.")
     guest.add_argument("module", help="a test file, relative to the lab's checkout")
@@ -183,13 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = add("bench", _bench, "Measure peers side by side, e.g. `bench namespaces`: "
                 "medians, spread and ratios.")
-    bench.add_argument("benchmark", nargs="?", choices=BENCHMARKS, help="what to measure")
+    bench.add_argument("benchmark", nargs="?", choices=(*BENCHMARKS, "suite"),
+                       help="what to measure (suite: VMs vs containers, all of it, each result kept)")
     bench.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds (default: the benchmark's own)")
     bench.add_argument("--quick", action="store_true", help="a few rounds: the shape, not figures to quote")
     bench.add_argument("--json", metavar="FILE", help="save every sample and the machine's facts as JSON")
     bench.add_argument("--chart", metavar="FILE", help="save a slide-sized chart (.png or .svg)")
-    bench.add_argument("--export", metavar="DIR", help="draw every benchmark's latest saved result as "
-                       "slides (PNG and SVG) into DIR; a benchmark never run is run --quick first")
+    bench.add_argument("--export", metavar="DIR", help="draw every benchmark's (or the named one's) latest "
+                       "saved result as slides (PNG and SVG) into DIR; one never run is run --quick first")
+    comp = add("compose", _compose, "Several containers from one TOML compose file (notebook 11): "
+               "up FILE, ps, scale SERVICE=N, down - each with -p PROJECT.")
+    comp.add_argument("action", choices=("up", "ps", "scale", "down"))
+    comp.add_argument("what", nargs="?", help="up: the compose file (.toml); scale: SERVICE=N")
+    comp.add_argument("-p", "--project", required=True, help="the project's name (containers PROJECT-SERVICE-N)")
     from .container.cli import register as register_container_commands
 
     register_container_commands(add)

@@ -209,15 +209,20 @@ def _reset_09() -> list[str]:
     return done
 
 
-def _reset_10() -> list[str]:
+def _remove_containers_named(prefix: str) -> list[str]:
+    """Every container whose name starts with ``prefix``, running or exited."""
     from . import container
 
     done = []
     for box in container.list_containers():
-        if box.get("name", "").startswith("ex10-"):
+        if str(box.get("name", "")).startswith(prefix):
             container.remove(box["id"], force=True)
             done.append(f"removed container {box['name']}")
     return done
+
+
+def _reset_10() -> list[str]:
+    return _remove_containers_named("ex10-")
 
 
 def _reset_11() -> list[str]:
@@ -228,25 +233,28 @@ def _reset_11() -> list[str]:
             for name in compose.down(project)]
 
 
+def _reset_12() -> list[str]:
+    from .exercises.nb12_hypervisors import held_microvms
+
+    return [f"stopped QEMU PID {p}" for p in ownership.kill_processes(held_microvms())]
+
+
 def _reset_13() -> list[str]:
-    from .bench.instances import remove_containers
-    from .exercises.nb13_vms_vs_containers import scaled_containers
+    from .exercises.nb13_vms_vs_containers import SCALE_PREFIX
     from .vm import background
 
     done = []
     for vm in background.ls():
         background.stop(vm["name"])
         done.append(f"stopped VM {vm['name']}")
-    cids = scaled_containers()
-    remove_containers(cids)
-    return done + [f"removed container {cid[:12]}" for cid in cids]
+    return done + _remove_containers_named(SCALE_PREFIX)
 
 
 #: What each notebook's exercises leave on the host, besides its exercise directory.
 RESETS: dict[str, Callable[[], list[str]]] = {
     "00": _reset_00, "01": _reset_01, "02": _reset_02, "03": _reset_03, "04": _reset_04,
     "05": _reset_05, "06": _reset_06, "07": _reset_07, "08": _reset_08, "09": _reset_09,
-    "10": _reset_10, "11": _reset_11, "13": _reset_13,
+    "10": _reset_10, "11": _reset_11, "12": _reset_12, "13": _reset_13,
 }
 
 

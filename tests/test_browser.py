@@ -162,11 +162,6 @@ def _shoot(page: "playwright_api.Page", name: str) -> Path:
     return path
 
 
-def _notebook_13_or_06() -> str:
-    found = sorted(NOTEBOOKS.glob("13_*.ipynb"))
-    return found[0].name if found else "06_network.ipynb"
-
-
 def test_welcome_runs_in_the_browser(jupyter: str, browser) -> None:
     page = _open_and_run_all(browser, jupyter, "00_welcome.ipynb")
     try:
@@ -208,12 +203,28 @@ def test_cgroups_widgets_move(jupyter: str, browser) -> None:
         page.close()
 
 
-def test_comparison_notebook_runs(jupyter: str, browser) -> None:
-    name = _notebook_13_or_06()
-    page = _open_and_run_all(browser, jupyter, name)
+def test_vms_vs_containers_notebook_runs_and_its_budget_knob_turns(jupyter: str, browser) -> None:
+    """Notebook 13: every cell runs, the charts draw, and the memory-budget slider recomputes
+    how many containers and VMs fit (its table and chart change)."""
+    page = _open_and_run_all(browser, jupyter, "13_vms_vs_containers.ipynb")
     try:
         assert _failures(page) == []
-        assert page.locator(".jp-OutputArea-output").count() > 3
-        _shoot(page, name.removesuffix(".ipynb"))
+        assert page.locator(".jp-OutputArea-output img").count() >= 3, "the benchmark charts"
+        slider = page.locator(".widget-slider").first
+        slider.scroll_into_view_if_needed()
+        page.wait_for_selector(".widget-output img", timeout=30_000)
+        readout = slider.locator(".widget-readout")
+        output = page.locator(".widget-output").first
+        before = (readout.inner_text(), output.inner_text())
+        _shoot(page, "13_budget_before")
+        slider.locator(".noUi-handle").focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "([old]) => { const o = document.querySelector('.widget-output');"
+            " return o && o.innerText !== old && o.querySelector('img'); }",
+            arg=[before[1]], timeout=30_000)
+        assert readout.inner_text() != before[0], f"the readout stayed at {before[0]}"
+        assert "Idle instances that fit in" in output.inner_text()
+        _shoot(page, "13_budget_after")
     finally:
         page.close()

@@ -182,3 +182,24 @@ def test_notebook_11_exercises_fresh_solved_reset() -> None:
         done = grading.reset("11")
     assert "removed container ex11-web-3" in done and "removed container ex11-cpu-heavy-1" in done
     assert not [c for c in container.list_containers() if c["name"].startswith("ex11")]
+
+
+def test_the_cli_brings_a_file_up_scales_it_and_takes_it_down(project: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def lab(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "labsupport", "compose", *args, "-p", project],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    file = tmp_path / "compose.toml"
+    file.write_text('[services.kv]\nimage = "lab-kv"\n\n[services.web]\nimage = "lab-web"\n'
+                    'depends_on = ["kv"]\n')
+    assert lab("up", str(file)).returncode == 0
+    assert {m["service"] for m in compose.members(project)} == {"kv", "web"}
+    assert lab("scale", "web=2").returncode == 0
+    assert len(compose.members(project, "web")) == 2
+    assert f"{project}-web-2" in lab("ps").stdout
+    wrong = lab("scale", "web")
+    assert wrong.returncode == 2 and "SERVICE=N" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert lab("down").returncode == 0 and not compose.members(project)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 from ..errors import LabError
-from .result import BenchResult
-from .runner import Peer, run_peers
 
 #: Benchmarks the command line offers: name -> module with run() and report().
-BENCHMARKS = ("namespaces", "vms", "containers")
+BENCHMARKS = ("namespaces", "vms", "containers", "memory", "overhead", "density", "devices")
 
 
 def benchmark(name: str) -> ModuleType:
@@ -29,6 +28,15 @@ def benchmark(name: str) -> ModuleType:
     if name not in BENCHMARKS:
         raise LabError(f"There is no benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}.")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def __getattr__(name: str) -> Any:
+    """BenchResult, Peer and run_peers on first use: the CLI reads BENCHMARKS for its
+    help, and should not import the machine probe (and matplotlib's kin) for that."""
+    homes = {"BenchResult": "result", "Peer": "runner", "run_peers": "runner"}
+    if name not in homes:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{homes[name]}"), name)
 
 
 __all__ = ["BENCHMARKS", "BenchResult", "Peer", "benchmark", "run_peers"]

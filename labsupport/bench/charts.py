@@ -60,7 +60,7 @@ def bar_chart(result: BenchResult, log: bool = False,
     p25-p75; the caption names the machine and the method."""
     from matplotlib import rc_context
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     labels, places = _rows(result)
     grouped = any(result.groups())
@@ -84,8 +84,13 @@ def bar_chart(result: BenchResult, log: bool = False,
             ax.xaxis.set_major_formatter(plain)
             ax.xaxis.set_minor_formatter(plain)
         ax.margins(x=0.15)
+        if log:
+            low, high = ax.get_xlim()
+            if high > 10 * low:  # over a decade the minor labels (2, 3, ... 9) run into each other
+                ax.xaxis.set_minor_formatter(NullFormatter())
         ratios = f"; (×N): ratio to {result.baseline}" if result.baseline else ""
-        ax.set_xlabel(f"median {result.unit} per trial (whiskers: p25-p75{ratios})")
+        better = ", higher is better" if result.higher_is_better else ""
+        ax.set_xlabel(f"median {result.unit} per trial{better} (whiskers: p25-p75{ratios})")
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
         if grouped and len(result.series()) > 1:

@@ -57,6 +57,7 @@ class BenchResult:
     started: str = ""
     seconds: float = 0.0
     names_accelerator: bool = False
+    higher_is_better: bool = False  # a throughput (MiB/s), not a time or a size
 
     # -- reading -------------------------------------------------------------
 
@@ -75,7 +76,8 @@ class BenchResult:
         return next((p for p in self.peers if p.group == group and p.series == series), None)
 
     def ratio(self, name: str, against: str) -> Ratio:
-        """How many times ``name`` costs ``against`` (any two peers)."""
+        """How many times ``name`` costs ``against`` (any two peers); for a throughput
+        (``higher_is_better``), how many times as much it delivers."""
         self.summary(against)
         return ratio(self.samples[name], self.samples[against])
 
@@ -92,17 +94,20 @@ class BenchResult:
         """The machine and the method, one line each: what a slide must not leave out."""
         rounds = self.settings.get("rounds", len(self.order))
         rss = self.settings.get("runner_rss_mib")
-        return (f"{machine.describe(self.machine, self.names_accelerator)}\n"
-                f"{rounds} interleaved rounds (order shuffled per round, seed "
-                f"{self.settings.get('seed', '?')})"
+        # A benchmark that is not run in rounds (a batch) says how it was measured instead.
+        method = self.settings.get("method") or (
+            f"{rounds} interleaved rounds (order shuffled per round, seed {self.settings.get('seed', '?')})")
+        return (f"{machine.describe(self.machine, self.names_accelerator)}\n{method}"
                 + (f", measuring process {rss} MiB RSS" if rss is not None else "")
-                + f", {self.started[:16].replace('T', ' ')} UTC")
+                + f", {self.started[:16].replace('T', ' ')} UTC"
+                + (f"\n{self.settings['note']}" if self.settings.get("note") else ""))
 
     def table(self) -> Table:
         """One row per peer: median, spread and the ratio against its group's baseline."""
         grouped = any(p.group for p in self.peers)
         headers = (["group"] if grouped else []) + [
-            "peer", "n", f"median ({self.unit})", "p25-p75", "MAD", "min"]
+            "peer", "n", f"median ({self.unit}{', higher is better' if self.higher_is_better else ''})",
+            "p25-p75", "MAD", "min"]
         if self.baseline:
             headers.append(f"ratio to {self.baseline} (p25-p75)")
         table = Table(headers, caption=self.title)

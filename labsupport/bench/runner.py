@@ -109,7 +109,8 @@ def _check(peers: Sequence[Peer], rounds: int, baseline: str) -> None:
 
 def run_peers(peers: Sequence[Peer], rounds: int, *, name: str, title: str, unit: str = "ms",
               baseline: str = "", warmup: int = 1, seed: int = 0,
-              progress: bool | None = None, names_accelerator: bool = False) -> BenchResult:
+              progress: bool | None = None, names_accelerator: bool = False,
+              higher_is_better: bool = False) -> BenchResult:
     """Warm every peer up, then run ``rounds`` interleaved rounds; return every sample.
 
     ``progress``: None shows a bar in a terminal or a notebook but not in a
@@ -146,4 +147,4 @@ def run_peers(peers: Sequence[Peer], rounds: int, *, name: str, title: str, unit
         machine=facts,
         started=started.isoformat(timespec="seconds"),
         seconds=round((datetime.now(timezone.utc) - started).total_seconds(), 3),
-        names_accelerator=names_accelerator)
+        names_accelerator=names_accelerator, higher_is_better=higher_is_better)

@@ -57,10 +57,9 @@ BOOT_MODULES = ("virtio_mmio", "9pnet_virtio", "9p", "overlay")
 # instead of the 8 KiB default (far fewer round trips through QEMU).
 NINEP_OPTIONS = "trans=virtio,version=9p2000.L,msize=262144"
 
-INIT_TEMPLATE = r"""#!/bin/sh
-# PID 1 of the lab's guest, stage 1: build the real root, then switch to it.
-export PATH=/sbin:/bin
-fail() { echo "@FAILED@ $*"; poweroff -f; }
+#: What every lab guest's /init does first: a way to fail loudly, the kernel command line's
+#: lab.NAME=VALUE words, the kernel's file systems, and the driver modules (@MODULES@).
+GUEST_PRELUDE = r"""fail() { echo "@FAILED@ $*"; poweroff -f; }
 # Every value of a lab.NAME=VALUE word on the kernel command line.
 param() { for word in $(cat /proc/cmdline); do case "$word" in "$1="*) echo "${word#*=}";; esac; done; }
 
@@ -70,7 +69,12 @@ mount -t devtmpfs devtmpfs /dev
 for module in @MODULES@; do
     insmod "/lib/modules/$module" || fail "cannot load $module"
 done
+"""
 
+INIT_TEMPLATE = r"""#!/bin/sh
+# PID 1 of the lab's guest, stage 1: build the real root, then switch to it.
+export PATH=/sbin:/bin
+""" + GUEST_PRELUDE + r"""
 mount -t 9p -o ro,cache=loose,@NINEP@ @HOSTROOT@ /host || fail "cannot mount the host root over 9p"
 mount -t tmpfs -o mode=0755 upper /upper
 mkdir /upper/data /upper/work
@@ -174,7 +178,7 @@ def load_order(deps: dict[str, list[str]], names: Sequence[str]) -> list[str]:
     return order
 
 
-def _module_bytes(path: Path) -> bytes:
+def module_bytes(path: Path) -> bytes:
     """A module file, decompressed: busybox insmod reads plain .ko only."""
     data = path.read_bytes()
     if path.name.endswith(".ko"):
@@ -289,7 +293,7 @@ def entries(kernel: GuestKernel, modules: Sequence[str] = BOOT_MODULES) -> list[
     members.append(file("stage2", fill(STAGE2_TEMPLATE, stored, kernel.modules).encode()))
     module_dirs = {str(parent) for name in stored for parent in Path("lib/modules", name).parents}
     members += [directory(d) for d in sorted(module_dirs - {".", "lib", "lib/modules"})]
-    members += [file(f"lib/modules/{name}", _module_bytes(kernel.modules / path))
+    members += [file(f"lib/modules/{name}", module_bytes(kernel.modules / path))
                 for path, name in zip(order, stored)]
     return members
 
