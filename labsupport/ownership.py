@@ -325,8 +325,12 @@ def _remove_ipc(report: CleanReport) -> None:
 IMAGE_STAGING_DIR = WORK_DIR / "images" / "tmp"
 
 
+#: Records of background microVMs (``vm boot``): stale once their processes are killed.
+VM_RECORDS_DIR = STATE_DIR / "vms"
+
+
 def _remove_temp_dirs(report: CleanReport) -> None:
-    for scratch in (TEMP_DIR, IMAGE_STAGING_DIR):
+    for scratch in (TEMP_DIR, IMAGE_STAGING_DIR, VM_RECORDS_DIR):
         for entry in scratch.glob("*") if scratch.is_dir() else []:
             shutil.rmtree(entry, ignore_errors=True)
             report.note("temporary directories", entry.name)

@@ -33,7 +33,7 @@ from .guest_kernel import fetch_kernel
 from .initramfs import FAILED_MARKER, READY_MARKER, guest_config
 from .qemu import QEMU, VM
 
-VMS_DIR = ownership.STATE_DIR / "vms"
+VMS_DIR = ownership.VM_RECORDS_DIR
 BOOT_TIMEOUT = 120.0
 NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
