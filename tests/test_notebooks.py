@@ -32,6 +32,8 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
     dirty = [i for i, c in enumerate(cells) if c["cell_type"] == "code"
              and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; strip them before committing"
+    nameless = [i for i, c in enumerate(cells) if not c.get("id")]
+    assert not nameless, f"{path.name}: cells {nameless} have no id (nbformat 4.5 wants one per cell)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
