@@ -473,8 +473,11 @@ def remove(ref: str, force: bool = False) -> None:
                            "or remove it with force.")
         stop(ref, grace=0)
     _stop_shim(_read_state(directory))
-    from .shim import undo_host_side
-    undo_host_side(_read_state(directory))  # a shim that died early left it (each step is idempotent)
+    left = _read_state(directory)
+    if left.get("exit_code") is None and not left.get("error"):
+        # The shim records the end only after undoing the host side: it died before that.
+        from .shim import undo_host_side
+        undo_host_side(left)
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
 

@@ -141,6 +141,8 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
 
 
 def _undo_network(state: dict[str, Any]) -> None:
+    if not (state.get("publish") or state.get("netns") or state.get("address")):
+        return  # never plugged in (network none or host): nothing to undo, no lock to take
     for host_address, host_port, _ in state.get("publish", []):
         from .. import portproxy
         try:
@@ -179,11 +181,19 @@ def _start_child(directory: Path, spec: Spec, group: Any) -> tuple[process.Child
         hostname=spec.hostname if "uts" in namespaces else None,
         mount_proc="mnt" in namespaces, uid_map=spec.uid_map, gid_map=spec.gid_map,
         propagation="slave" if "mnt" in namespaces else "private",
-        cgroup_procs=group.procs_files, root_mounts=_root_mounts(spec))
+        cgroup_procs=() if pid_here else group.procs_files, root_mounts=_root_mounts(spec))
     with _children_in_new_pid_namespace(pid_here):
         child = process.Child(lambda: hardening.run_init(spec, log_fd, ready_w, go_r), iso)
     for fd in [log_fd, ready_w, go_r, exec_w]:
         os.close(fd)
+    if pid_here:
+        # Moved from here, while it mounts: joining a cgroup waits for an RCU grace period
+        # (about 10 ms), and the two overlap. It cannot exec before "go", which comes after.
+        # (Where the child forks again - a user namespace - it joins itself, before that fork.)
+        try:
+            group.add(child.pid)
+        except LabError:
+            pass  # it ended already: its own error is read below
     if not select.select([ready_r], [], [], 15)[0] or os.read(ready_r, 1) != b"r":
         child.kill()
         child.wait(5)
