@@ -160,8 +160,10 @@ def _reset_03() -> list[str]:
 
 
 def _reset_04() -> list[str]:
-    inits = [pid for pid in ownership.lab_processes() if pidns.is_namespace_init(pid)]
-    return [f"stopped PID {p} (and its namespace)" for p in ownership.kill_processes(inits)]
+    grouped = ownership.processes_in_lab_cgroups()  # containers are PID 1s too: not 04's
+    inits = [pid for pid in ownership.lab_processes() if pidns.is_namespace_init(pid) and pid not in grouped]
+    stopped = [f"stopped PID {p} (and its namespace)" for p in ownership.kill_processes(inits)]
+    return stopped + [f"removed {root}" for root in pidns.remove_roots()]
 
 
 def _reset_05() -> list[str]:
@@ -235,8 +237,12 @@ def _reset_11() -> list[str]:
 
 def _reset_12() -> list[str]:
     from .exercises.nb12_hypervisors import held_microvms
+    from .vm import qemu
 
-    return [f"stopped QEMU PID {p}" for p in ownership.kill_processes(held_microvms())]
+    pids = held_microvms()
+    scratch = [qemu.scratch_of(pid) for pid in pids]  # read while QEMU still runs
+    done = [f"stopped QEMU PID {p}" for p in ownership.kill_processes(pids)]
+    return done + [f"removed {s}" for s in chroot.remove_scratch(*[s for s in scratch if s])]
 
 
 def _reset_13() -> list[str]:

@@ -334,9 +334,8 @@ def lab_boxes() -> dict[int, list[Mount]]:
     namespaces too, but they belong to other notebooks.
     """
     ours = os.stat("/proc/self/ns/mnt").st_ino
-    grouped = {pid for group in ownership.lab_cgroups() for pid in ownership.pids_in_cgroup(group)}
     found = {}
-    for pid in sorted(set(ownership.lab_processes()) - grouped):
+    for pid in sorted(set(ownership.lab_processes()) - ownership.processes_in_lab_cgroups()):
         try:
             if os.stat(f"/proc/{pid}/ns/mnt").st_ino != ours:
                 found[pid] = table(pid)

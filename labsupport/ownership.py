@@ -135,6 +135,12 @@ def pids_in_cgroup(group: Path) -> list[int]:
         return []
 
 
+def processes_in_lab_cgroups() -> set[int]:
+    """Containers and the lab's daemons (libvirtd): they live in lab cgroups, and belong to
+    the notebooks that started them - a reset of another notebook leaves them alone."""
+    return {pid for group in lab_cgroups() for pid in pids_in_cgroup(group)}
+
+
 def lab_processes() -> list[int]:
     """PIDs of live processes the lab started (never the caller itself)."""
     pids = set(_registered_processes())

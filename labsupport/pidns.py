@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import hoststate, process, rootfs
+from . import hoststate, ownership, process, rootfs
 from .errors import LabError
 from .namespaces import command_pid, enter, start
 from .tables import Table
@@ -69,13 +69,17 @@ def box(root: str | os.PathLike, argv: Sequence[str]) -> process.Child:
     return start(argv, namespaces=["pid", "mnt"], root=root, pivot=True, mount_proc=True)
 
 
+#: The scratch names of the roots new_root makes, so a reset can find them all.
+ROOT_PURPOSE = "pidroot-"
+
+
 def new_root(purpose: str) -> Path:
     """A fresh busybox root with a /dev/null.
 
     A shell opens /dev/null as the stdin of every background job (``cmd &``);
     in a root without it the job dies before it starts.
     """
-    root = rootfs.new_busybox_root(purpose)
+    root = rootfs.new_busybox_root(f"{ROOT_PURPOSE}{purpose}")
     os.mknod(root / "dev/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     return root
 
@@ -146,3 +150,11 @@ def signal_trials(root: str | os.PathLike, pid_ones: Mapping[str, Sequence[str]]
             rows.append((label, how, "yes" if handled else "no", "ended" if ended else "still running"))
     return Table(["PID 1", "signal sent from", "PID 1 has a handler", "PID 1 afterwards"], rows,
                  "Signals to PID 1")
+
+
+def remove_roots() -> list[Path]:
+    """Every root new_root made (their boxes stopped first): notebook 04's reset."""
+    roots = [d / "rootfs" for d in ownership.TEMP_DIR.glob(f"{ownership.PREFIX}-{ROOT_PURPOSE}*")]
+    for root in roots:
+        rootfs.remove_root(root)
+    return roots

@@ -93,6 +93,8 @@ def test_fresh_lab_solved_then_reset(scratch_exercises: Path) -> None:
     assert ownership.lab_processes() and namespaces.held()
     _reset_all()
     assert not list((scratch_exercises / "exercises").glob("*")), "exercise directories remain"
+    left = [d.name for d in ownership.TEMP_DIR.glob("*") if d != scratch_exercises]
+    assert not left, f"scratch of the solutions remains (roots, VM consoles): {left}"
     assert not [p for p in ownership.lab_processes() if hoststate.read_process(p)
                 and hoststate.read_process(p).ppid == os.getpid()], "boxes of the solutions remain"
     after = [s for s in grading.grade() if s.notebook in _solved_notebooks()]

@@ -117,6 +117,20 @@ def usable_accelerator() -> str:
     return probe_accelerator().accelerator
 
 
+def scratch_of(pid: int) -> Optional[Path]:
+    """The lab scratch directory of a running QEMU the lab started (its console file's
+    directory), for a clean-up that has only the PID; None if it has none."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    for arg in argv:
+        if arg.startswith("file,id=console,path="):
+            directory = Path(arg.split("path=", 1)[1].replace(",,", ",")).parent
+            return directory if directory.parent == ownership.TEMP_DIR else None
+    return None
+
+
 def _qemu_value(value: object) -> str:
     """QEMU splits option values on commas; a literal comma is written twice."""
     return str(value).replace(",", ",,")
