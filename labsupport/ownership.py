@@ -105,7 +105,11 @@ def _registered_processes() -> list[int]:
     alive = []
     for entry in PROCS_DIR.glob("*") if PROCS_DIR.is_dir() else []:
         proc = hoststate.read_process(int(entry.name))
-        if proc is not None and str(proc.start_ticks) == entry.read_text().strip():
+        try:
+            started = entry.read_text().strip()
+        except FileNotFoundError:
+            continue  # it ended and unregistered itself (a shim does) since the listing
+        if proc is not None and str(proc.start_ticks) == started:
             alive.append(proc.pid)
     return alive
 
