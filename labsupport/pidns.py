@@ -69,8 +69,9 @@ def box(root: str | os.PathLike, argv: Sequence[str]) -> process.Child:
     return start(argv, namespaces=["pid", "mnt"], root=root, pivot=True, mount_proc=True)
 
 
-#: The scratch names of the roots new_root makes, so a reset can find them all.
-ROOT_PURPOSE = "pidroot-"
+#: The scratch names of the roots new_root makes (lab-pidroot-<purpose>-...), so a
+#: clean-up or a reset finds them all, the learner's too.
+ROOT_PURPOSE = "pidroot"
 
 
 def new_root(purpose: str) -> Path:
@@ -79,7 +80,7 @@ def new_root(purpose: str) -> Path:
     A shell opens /dev/null as the stdin of every background job (``cmd &``);
     in a root without it the job dies before it starts.
     """
-    root = rootfs.new_busybox_root(f"{ROOT_PURPOSE}{purpose}")
+    root = rootfs.new_busybox_root(f"{ROOT_PURPOSE}-{purpose}")
     os.mknod(root / "dev/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     return root
 
@@ -154,7 +155,7 @@ def signal_trials(root: str | os.PathLike, pid_ones: Mapping[str, Sequence[str]]
 
 def remove_roots() -> list[Path]:
     """Every root new_root made (their boxes stopped first): notebook 04's reset."""
-    roots = [d / "rootfs" for d in ownership.TEMP_DIR.glob(f"{ownership.PREFIX}-{ROOT_PURPOSE}*")]
+    roots = [d / "rootfs" for d in ownership.TEMP_DIR.glob(f"{ownership.PREFIX}-{ROOT_PURPOSE}-*")]
     for root in roots:
         rootfs.remove_root(root)
     return roots

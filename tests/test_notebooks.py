@@ -12,6 +12,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from labsupport import ownership
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SECTIONS = ("Goal", "Idea", "Try it", "Look under the hood", "Exercises", "Clean up")
@@ -54,7 +56,11 @@ def test_notebook_runs_top_to_bottom(path: Path, monkeypatch: pytest.MonkeyPatch
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
+    scratch_before = set(ownership.TEMP_DIR.glob("*"))
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # The residue check sees mounts and processes; the clean-up cell must take the scratch too.
+    left = sorted(d.name for d in set(ownership.TEMP_DIR.glob("*")) - scratch_before)
+    assert not left, f"{path.name} left scratch directories: {left}"
