@@ -33,7 +33,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-dev-shm-usage"]
 #: JupyterLab settings for a run nobody watches: a kernel at once, no news from the internet.
 SETTINGS = {
-    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autoStartDefaultKernel": True},
+    # autosave off: the learners' notebooks are stored without outputs, and must stay so.
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autoStartDefaultKernel": True,
+                                                                     "autosave": False},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
         {"fetchNews": "false", "checkForUpdates": False},
 }
@@ -82,6 +84,7 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
     log = home / "jupyter.log"
+    stored = {nb: nb.read_bytes() for nb in NOTEBOOKS.glob("*.ipynb")}
     with log.open("w") as out:
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "jupyter"), "lab", "--ip=127.0.0.1", f"--port={port}",
@@ -98,6 +101,8 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+    changed = [nb.name for nb, data in stored.items() if nb.read_bytes() != data]
+    assert not changed, f"the browser run saved over the stored notebooks: {changed}"
 
 
 @pytest.fixture
