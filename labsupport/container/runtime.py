@@ -317,25 +317,24 @@ def start(ref: str, timeout: float = 20) -> dict[str, Any]:
                    f"see {directory / 'shim.log'}.")
 
 
-def run(image: str = "busybox", command: Sequence[str] = (), **options: Any) -> str:
-    """create + start (``docker run --detach``); returns the id. A failed start leaves nothing."""
-    container_id = create(image, command, **options)
+def _start_or_remove(container_id: str) -> str:
+    """Start a just-created container; a failed start leaves nothing."""
     try:
         start(container_id)
     except BaseException:
         remove(container_id, force=True)
         raise
     return container_id
+
+
+def run(image: str = "busybox", command: Sequence[str] = (), **options: Any) -> str:
+    """create + start (``docker run --detach``); returns the id. A failed start leaves nothing."""
+    return _start_or_remove(create(image, command, **options))
 
 
 def run_bundle(bundle: str | os.PathLike, name: str | None = None, publish: Sequence[str] = ()) -> str:
-    container_id = create_bundle(bundle, name, publish)
-    try:
-        start(container_id)
-    except BaseException:
-        remove(container_id, force=True)
-        raise
-    return container_id
+    """create_bundle + start (``runc run --detach``); returns the id."""
+    return _start_or_remove(create_bundle(bundle, name, publish))
 
 
 # -- while it runs -----------------------------------------------------------------
