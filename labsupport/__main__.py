@@ -1,4 +1,4 @@
 """``python -m labsupport ...``: the lab's command line."""
-from .cli import main
+from labsupport.cli import main
 
 raise SystemExit(main())

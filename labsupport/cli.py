@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .errors import LabError
+from labsupport.kernel.errors import LabError
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from . import hostcheck
+    from labsupport.course import doctor as hostcheck
 
     checks = hostcheck.run_checks()
     print(hostcheck.render_text(checks))
@@ -22,15 +22,15 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from . import ownership
+    import labsupport
 
-    print(ownership.clean())
+    print(labsupport.clean())
     return 0
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from . import rootfs
-    from .vm import debian_image, initramfs
+    from labsupport.namespaces import rootfs
+    from labsupport.vm import debian_image, initramfs
 
     print(f"busybox root: {rootfs.busybox_root()}")
     kernel, initrd = initramfs.prepare()
@@ -40,7 +40,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _vagrant(args: argparse.Namespace) -> int:
-    from .vm import vagrant
+    from labsupport.vm import vagrant
 
     if args.action == "build-box":
         print(f"box {vagrant.BOX_NAME}: {vagrant.ensure_box(rebuild=args.rebuild)}")
@@ -57,7 +57,7 @@ def _vagrant(args: argparse.Namespace) -> int:
 
 
 def _vm(args: argparse.Namespace) -> int:
-    from .vm import background
+    from labsupport.vm import background
 
     if args.action == "boot":
         state = background.boot(args.name, memory_mb=args.memory)
@@ -74,7 +74,7 @@ def _vm(args: argparse.Namespace) -> int:
 
 
 def _guest_test(args: argparse.Namespace) -> int:
-    from .vm import guest_tests
+    from labsupport.vm import guest_tests
 
     result = guest_tests.run_pytest_in_guest(args.module, args.pytest_args)
     if not result.ok:
@@ -84,7 +84,7 @@ def _guest_test(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import exercises
+    from labsupport.course import exercises
 
     verdict = exercises.check(args.notebook, args.number)
     print(f"exercise {args.notebook}.{args.number} {verdict}")
@@ -92,10 +92,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import bench
-    from .bench import charts
-
-    from .bench import latest
+    from labsupport import bench
+    from labsupport.bench import charts, latest
 
     if args.export:
         names = [args.benchmark] if args.benchmark else latest.BENCHMARKS
@@ -104,7 +102,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.benchmark is None:
         raise LabError("Name a benchmark to run, or pass --export DIR to draw the saved ones.")
     if args.benchmark == "suite":
-        from .bench import suite
+        from labsupport.bench import suite
 
         print(suite.report(suite.run(quick=args.quick)))
         return 0
@@ -122,7 +120,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from . import grading
+    from labsupport.course import grading
 
     scores = grading.grade(args.notebook)
     print(grading.render_text(scores))
@@ -134,7 +132,7 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _reset(args: argparse.Namespace) -> int:
-    from . import grading
+    from labsupport.course import grading
 
     done = grading.reset(args.notebook)
     print("\n".join(done) if done else f"notebook {args.notebook} was already at its start")
@@ -142,7 +140,7 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> int:
-    from . import compose
+    from labsupport import compose
 
     if args.action in ("up", "scale") and not args.what:
         raise LabError("`compose up` needs the compose file, `compose scale` SERVICE=N "
@@ -162,14 +160,14 @@ def _compose(args: argparse.Namespace) -> int:
 
 
 def _image_import(args: argparse.Namespace) -> int:
-    from . import images
+    from labsupport import images
 
     print(f"imported {images.import_archive(args.file, name=args.name)}")
     return 0
 
 
 def _image_ls(args: argparse.Namespace) -> int:
-    from . import images
+    from labsupport import images
 
     for image in images.list_images():
         print(f"{image.ref:30} {image.id[:12]}  {len(image.layers)} layers  cmd {' '.join(image.config.cmd)}")
@@ -177,14 +175,14 @@ def _image_ls(args: argparse.Namespace) -> int:
 
 
 def _image_rm(args: argparse.Namespace) -> int:
-    from . import images
+    from labsupport import images
 
     print(f"removed {', '.join(images.remove(args.ref))}")
     return 0
 
 
 def _image_export(args: argparse.Namespace) -> int:
-    from . import images
+    from labsupport import images
 
     print(f"wrote {images.export_archive(args.ref, args.file, format=args.format)}")
     return 0
@@ -227,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     reset = add("reset", _reset, "Return one notebook's lab state to its start (its boxes, kept "
                 "namespaces, groups and exercise directory); nothing else is touched.")
     reset.add_argument("notebook", help="notebook number, e.g. 02")
-    from .bench import BENCHMARKS
+    from labsupport.bench import BENCHMARKS
 
     bench = add("bench", _bench, "Measure peers side by side, e.g. `bench namespaces`: "
                 "medians, spread and ratios.")
@@ -244,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("action", choices=("up", "ps", "scale", "down"))
     comp.add_argument("what", nargs="?", help="up: the compose file (.toml); scale: SERVICE=N")
     comp.add_argument("-p", "--project", required=True, help="the project's name (containers PROJECT-SERVICE-N)")
-    from .container.cli import register as register_container_commands
+    from labsupport.container.cli import register as register_container_commands
 
     register_container_commands(add)
     image = add("image", lambda args: image.print_help() or 2,

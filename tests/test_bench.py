@@ -20,7 +20,7 @@ from labsupport import process
 from labsupport.bench import BenchResult, Peer, benchmark, charts, namespaces, run_peers
 from labsupport.bench.runner import schedule
 from labsupport.bench.stats import percentile, ratio, summarize
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -17,9 +17,18 @@ import psutil
 import pytest
 
 from labsupport import container
-from labsupport.bench import BENCHMARKS, benchmark, charts, density, instances, memory, overhead, suite
+from labsupport.bench import (
+    BENCHMARKS,
+    benchmark,
+    charts,
+    density,
+    instances,
+    memory,
+    overhead,
+    suite,
+)
 from labsupport.bench.result import BenchResult
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from playwright import sync_api as playwright_api  # pinned in requirements.txt
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from labsupport.cgroups.layout import (
     parse_mountinfo_line,
     v1_controllers_of,
 )
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 # A typical systemd laptop (Ubuntu 22.04+, Fedora, Debian 12): pure v2.
 PURE_V2 = """\

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import cgroups, hoststate, ownership, process
-from labsupport.cgroups import devices_bpf, netshape, workloads
+from labsupport import cgroups, ownership, process
+from labsupport.cgroups import devices_bpf, workloads
 from labsupport.cgroups.loopdev import LoopDevice
-from labsupport.errors import LabError
+from labsupport.kernel import hoststate
+from labsupport.kernel.errors import LabError
+from labsupport.net import shaping as netshape
 
 LAYOUT = cgroups.detect_layout()
 MiB = 1 << 20
@@ -400,7 +402,7 @@ def test_clean_removes_a_group_with_processes_and_a_device_program(monkeypatch: 
 @pytest.fixture()
 def exercise_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, str]:
     """Point the checks at scratch names, so a learner's own ex1..ex3 are never touched."""
-    from labsupport.exercises import nb08_cgroups
+    from labsupport.course.exercises import nb08_cgroups
 
     names = {k: ownership.owned_name(f"ex{k}") for k in (1, 2, 3)}
     monkeypatch.setattr(nb08_cgroups, "GROUPS", names)
@@ -408,7 +410,7 @@ def exercise_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, str]:
 
 
 def test_exercise_1_memory_group_with_a_process(exercise_groups: dict[int, str]) -> None:
-    from labsupport.exercises import check
+    from labsupport.course.exercises import check
 
     assert "no lab group named" in check("08", 1).message
     with cgroups.create(exercise_groups[1], controllers=["memory"]) as group:
@@ -422,7 +424,7 @@ def test_exercise_1_memory_group_with_a_process(exercise_groups: dict[int, str])
 
 
 def test_exercise_2_pids_limit_proved_by_forking(exercise_groups: dict[int, str]) -> None:
-    from labsupport.exercises import check
+    from labsupport.course.exercises import check
 
     with cgroups.create(exercise_groups[2], controllers=["pids"]) as group:
         assert "never said no" in check("08", 2).message
@@ -435,7 +437,7 @@ def test_exercise_2_pids_limit_proved_by_forking(exercise_groups: dict[int, str]
 
 
 def test_exercise_3_devices_proved_by_opening(exercise_groups: dict[int, str]) -> None:
-    from labsupport.exercises import check
+    from labsupport.course.exercises import check
 
     with cgroups.create(exercise_groups[3], controllers=["devices"]) as group:
         assert "opened /dev/null" in check("08", 3).message

@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from labsupport import cgroups, hoststate
+from labsupport import cgroups
+from labsupport.kernel import hoststate
 from labsupport.vm import fetch_kernel, guest_tests
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]

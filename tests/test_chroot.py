@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 import labsupport as lab
-from labsupport import chroot, hoststate, ownership, rootfs, syscalls
-from labsupport.errors import LabError
-from labsupport.exercises import check, workdir
+from labsupport import ownership
+from labsupport.course.exercises import check, workdir
+from labsupport.kernel import hoststate, syscalls
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import chroot, rootfs
 
 PROGRAMS = ["bash", "ls", "cat", "sleep"]
 
@@ -39,14 +41,6 @@ def marker() -> Path:
     chroot.remove_scratch(path.parent)
 
 
-@pytest.fixture()
-def exercises(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch stand-in for /var/lib/labsupport/exercises, so a learner's work is never touched."""
-    scratch = ownership.temp_dir("test-exercises")
-    monkeypatch.setattr(workdir, "EXERCISES_DIR", scratch)
-    yield scratch
-    chroot.stop_processes_rooted_in(scratch)
-    chroot.remove_scratch(scratch)
 
 
 def _listing(path: Path) -> list[str]:

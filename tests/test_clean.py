@@ -16,7 +16,10 @@ from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
 
-from labsupport import hoststate, ownership, process, syscalls
+import labsupport
+from labsupport import ownership, process
+from labsupport.kernel import hoststate, syscalls
+from labsupport.process import residue
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,23 +30,23 @@ def _clean_cli() -> subprocess.CompletedProcess[str]:
 
 
 def test_the_residue_check_sees_a_leftover_mount_and_clean_removes_it() -> None:
-    before = hoststate.snapshot()
+    before = residue.snapshot()
     target = ownership.temp_dir("leak")
     syscalls.mount("lableak", target, "tmpfs")
-    found = hoststate.residue(before, hoststate.snapshot())
+    found = residue.residue(before, residue.snapshot())
     assert f"mount: tmpfs lableak on {target}" in found
-    report = ownership.clean()
+    report = labsupport.clean()
     assert str(target) in report.removed["mounts"]
-    assert hoststate.residue_since(before) == []
+    assert residue.residue_since(before) == []
 
 
 def test_the_residue_check_sees_an_orphaned_process() -> None:
-    before = hoststate.snapshot()
+    before = residue.snapshot()
     process.run_command(["sh", "-c", "sleep 300 >/dev/null 2>&1 &"])
-    found = hoststate.residue_since(before, settle_seconds=0.3)
+    found = residue.residue_since(before, settle_seconds=0.3)
     assert any(line.startswith("process:") and "sleep" in line for line in found), found
-    assert "processes" in ownership.clean().removed
-    assert hoststate.residue_since(before) == []
+    assert "processes" in labsupport.clean().removed
+    assert residue.residue_since(before) == []
 
 
 def test_clean_leaves_what_is_not_the_labs_alone() -> None:
@@ -53,7 +56,7 @@ def test_clean_leaves_what_is_not_the_labs_alone() -> None:
     sleeper = subprocess.Popen(["sleep", "60"])  # no lab marker, not registered
     syscalls.mount("notlab", outside, "tmpfs")
     try:
-        ownership.clean()
+        labsupport.clean()
         assert any(m.mountpoint == str(outside) for m in hoststate.mounts())
         assert sleeper.poll() is None
     finally:
@@ -64,7 +67,7 @@ def test_clean_leaves_what_is_not_the_labs_alone() -> None:
 
 
 def test_clean_twice_is_harmless() -> None:
-    ownership.clean()
+    labsupport.clean()
     second = _clean_cli()
     assert second.returncode == 0
     assert second.stdout.strip() == "Nothing to clean: the host holds nothing of the lab's."
@@ -73,7 +76,8 @@ def test_clean_twice_is_harmless() -> None:
 _LEAKY_CELL = textwrap.dedent("""
     import os, subprocess, time
     import labsupport as lab
-    from labsupport import ownership, syscalls
+    from labsupport import ownership
+    from labsupport.kernel import syscalls
     root = lab.new_busybox_root("killed")
     syscalls.mount("labkilled", root / "mnt", "tmpfs")           # a host-visible mount
     image = root.parent / "disk.img"
@@ -87,7 +91,7 @@ _LEAKY_CELL = textwrap.dedent("""
 
 
 def test_clean_after_a_kernel_killed_mid_cell() -> None:
-    before = hoststate.snapshot()
+    before = residue.snapshot()
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(REPO / "notebooks"),
                               env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
@@ -102,12 +106,12 @@ def test_clean_after_a_kernel_killed_mid_cell() -> None:
     finally:
         kc.stop_channels()
         km.cleanup_resources()
-    left = hoststate.residue_since(before, settle_seconds=0.5)
+    left = residue.residue_since(before, settle_seconds=0.5)
     kinds = {line.split(":")[0] for line in left}
     assert {"mount", "loop device", "process"} <= kinds, left
 
     result = _clean_cli()
     assert result.returncode == 0, result.stderr
     assert "mounts" in result.stdout and "loop devices" in result.stdout
-    assert hoststate.residue_since(before) == []
+    assert residue.residue_since(before) == []
     assert not list(ownership.TEMP_DIR.glob("lab-killed-*"))

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import cgroups, compose, container, grading, scaleout, services
-from labsupport.container import runtime
-from labsupport.errors import LabError
+from labsupport import cgroups, compose, container
+from labsupport.compose import scaleout, services
+from labsupport.container import store
+from labsupport.course import grading
+from labsupport.kernel.errors import LabError
 
 REPO = Path(__file__).resolve().parent.parent
 BUSY = '["sh", "-c", "while :; do :; done"]'
@@ -94,7 +96,7 @@ def test_stack_finds_by_name_spreads_counts_and_scales(project: str) -> None:
     removed = [members[n]["id"] for n in ("tc11-web-3",)]
     compose.scale(project, "web", 2)
     assert [m["name"] for m in compose.members(project, "web")] == ["tc11-web-1", "tc11-web-2"]
-    assert not runtime.container_dir(removed[0]).exists()
+    assert not store.container_dir(removed[0]).exists()
     assert "tc11-web-3" not in _hosts("tc11-proxy-1")
     assert scaleout.spread(url, 4) == Counter({"tc11-web-1": 2, "tc11-web-2": 2})
     assert services.redis_get_int("tc11-kv-1", "visits") == 21

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import chroot, container, hoststate
-from labsupport.container import hardening, runtime
-from labsupport.errors import LabError
+from labsupport import container
+from labsupport.container import hardening, runtime, store
+from labsupport.kernel import hoststate
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import chroot
+from labsupport.process import residue
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -57,8 +60,8 @@ def test_lifecycle_seen_from_the_host_and_from_the_cli(box):
     assert len([line for line in inside.stdout.splitlines()[1:] if line.strip()]) == 2  # sleep + ps
     subprocess.run(cli + ["stop", "-t", "1", "labtest-box"], check=True, capture_output=True)
     assert container.state(box)["status"] == "exited"
-    assert not runtime._alive(pid)
-    assert current["cgroup"] not in str(hoststate.snapshot())
+    assert not store.alive(pid)
+    assert current["cgroup"] not in str(residue.snapshot())
 
 
 def test_stop_sends_sigterm_first():
@@ -77,7 +80,7 @@ def test_stop_sends_sigterm_first():
 def test_the_chroot_escape_stays_inside(box):
     marker = chroot.write_host_marker()
     try:
-        assert chroot.try_escape(runtime._read_state(runtime._find(box))["root"], marker).escaped
+        assert chroot.try_escape(store.read_state(store.find(box))["root"], marker).escaped
         outcome = container.runtime.try_escape(box, marker)
         assert not outcome.escaped
         assert "proc" in outcome.root_after and "marker.txt" not in outcome.root_after
@@ -161,8 +164,8 @@ def test_clean_removes_a_container_whose_kernel_died():
     time.sleep(0.3)
     assert Path(f"/proc/{pid}").exists()  # the container outlived its notebook
     assert "labtest-orphan" in runtime.clean_all()
-    assert not runtime._alive(pid)
-    assert not runtime.CONTAINERS_DIR.exists() or not list(runtime.CONTAINERS_DIR.iterdir())
+    assert not store.alive(pid)
+    assert not store.CONTAINERS_DIR.exists() or not list(store.CONTAINERS_DIR.iterdir())
 
 
 def test_the_default_seccomp_filter_denies_new_namespaces_and_can_be_turned_off():
@@ -214,7 +217,8 @@ def test_a_disk_bandwidth_cap_lands_in_the_containers_cgroup():
 def test_a_bundle_with_a_user_namespace_runs_as_root_inside_and_an_unprivileged_uid_outside():
     """runc's rootless shape: uid 0 inside is uid 100000 on the host (``--userns-remap``)."""
     import json
-    from labsupport import runc
+
+    from labsupport.container import runc
 
     bundle = runc.new_bundle()
     try:
@@ -241,7 +245,9 @@ def test_a_bundle_with_a_user_namespace_runs_as_root_inside_and_an_unprivileged_
 def test_a_bundles_bind_mount_shows_the_host_directory_read_only_and_a_link_out_is_refused():
     import json
     import shutil
-    from labsupport import ownership, runc
+
+    from labsupport import ownership
+    from labsupport.container import runc
 
     bundle, data = runc.new_bundle(), ownership.temp_dir("bindsrc")
     try:
@@ -295,7 +301,7 @@ def test_removing_a_container_whose_shim_was_killed_undoes_its_host_side():
     assert current["netns"] in os.listdir("/run/netns")
     os.kill(current["shim_pid"], signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while runtime._alive(current["pid"]) and time.monotonic() < deadline:
+    while store.alive(current["pid"]) and time.monotonic() < deadline:
         time.sleep(0.02)  # the container dies with its shim (PDEATHSIG)
     assert container.state(box)["status"] == "exited"
     container.remove(box)

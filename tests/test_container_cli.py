@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import container, ownership, rootfs
+from labsupport import container, ownership
+from labsupport.namespaces import rootfs
 
 CLI = [sys.executable, "-m", "labsupport"]
 

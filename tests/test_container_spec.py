@@ -10,7 +10,7 @@ import pytest
 
 from labsupport import ownership
 from labsupport.container import spec
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 #: What `runc spec` writes, trimmed to the fields that matter here (the test below uses the real one).
 BASE = {

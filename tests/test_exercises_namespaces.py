@@ -14,8 +14,12 @@ from typing import Iterator
 
 import pytest
 
-from labsupport import hoststate, ipc, namespaces, ownership, pidns, process, rootfs
-from labsupport.exercises import nb02_uts, nb03_ipc, nb04_pid
+from labsupport import namespaces, ownership, process
+from labsupport.course.exercises import nb02_uts, nb03_ipc, nb04_pid
+from labsupport.kernel import hoststate
+from labsupport.namespaces import ipc, rootfs
+from labsupport.namespaces import pid as pidns
+from labsupport.process import residue
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +93,7 @@ def test_03_queue_hidden_from_the_host(ipc_box: int) -> None:
     ipc.make_message_queue(nb03_ipc.HIDDEN_QUEUE_KEY, inside=ipc_box)
     verdict = nb03_ipc.queue_hidden_from_host()
     assert verdict.passed, verdict.message
-    assert nb03_ipc.HIDDEN_QUEUE_KEY not in {int(o.name, 16) for o in hoststate.ipc_objects()
+    assert nb03_ipc.HIDDEN_QUEUE_KEY not in {int(o.name, 16) for o in residue.ipc_objects()
                                              if o.kind == "msg"}
 
 

@@ -21,9 +21,10 @@ from types import ModuleType
 
 import pytest
 
-from labsupport import grading, hoststate, namespaces, ownership
-from labsupport.exercises import workdir
-from labsupport.exercises import nb08_cgroups
+from labsupport import namespaces, ownership
+from labsupport.course import grading
+from labsupport.course.exercises import nb08_cgroups, workdir
+from labsupport.kernel import hoststate
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO / "teacher" / "solutions"
@@ -109,7 +110,7 @@ def test_reset_refuses_unknown_notebook() -> None:
 
 def test_reset_leaves_the_hosts_own_mounts_alone(scratch_exercises: Path) -> None:
     """A mount that is still there after the lab's unmount stops the removal: nothing under it is deleted."""
-    from labsupport import mounts
+    from labsupport.namespaces import mount as mounts
 
     work = workdir.exercise_dir("05")
     (work / "notes").mkdir()
@@ -144,7 +145,8 @@ def test_grade_cli_refuses_unknown_notebook() -> None:
 
 # -- Appendix G: the glossary is held to the seed and to the notebooks ------------------------
 
-from labsupport import glossary  # noqa: E402
+from labsupport.course import glossary  # noqa: E402
+
 
 def _notebook_text(path: Path) -> str:
     cells = json.loads(path.read_text())["cells"]
@@ -225,7 +227,8 @@ def test_bench_without_a_name_or_export_says_what_to_do() -> None:
 
 def test_reset_05_stops_its_boxes_but_not_a_running_container() -> None:
     """A container has a mount namespace of its own too, yet it belongs to notebook 10."""
-    from labsupport import container, mounts
+    from labsupport import container
+    from labsupport.namespaces import mount as mounts
 
     box = mounts.start_box()
     web = container.run("busybox", ["sleep", "600"], name="grading-keep", network="none")

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import shutil
 import stat
 import tarfile
@@ -22,8 +21,8 @@ from typing import Callable
 import pytest
 
 from labsupport import images, ownership
-from labsupport.errors import LabError
 from labsupport.images import layers, store
+from labsupport.kernel.errors import LabError
 
 
 @pytest.fixture()
@@ -33,13 +32,6 @@ def scratch():
     shutil.rmtree(path)
 
 
-@pytest.fixture()
-def name():
-    stem = f"labtest-{secrets.token_hex(3)}"
-    yield stem
-    for ref in list(store.refs()):
-        if ref.startswith(stem):
-            images.remove(ref)
 
 
 def _sha(data: bytes) -> str:

@@ -3,25 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
 import pytest
 
 from labsupport import cli, images, ownership, process
-from labsupport.errors import LabError
 from labsupport.images import layers, overlay, store
-
-
-@pytest.fixture()
-def name():
-    """A fresh image name; whatever the test tagged with it is removed afterwards."""
-    stem = f"labtest-{secrets.token_hex(3)}"
-    yield stem
-    for ref in list(store.refs()):
-        if ref.startswith(stem):
-            images.remove(ref)
+from labsupport.kernel.errors import LabError
 
 
 @pytest.fixture()
@@ -144,7 +133,7 @@ def test_the_cli_lists_exports_imports_and_removes(name: str, capsys: pytest.Cap
 
 
 def test_the_exercises_hint_first_and_pass_once_done(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from labsupport.exercises import check, workdir
+    from labsupport.course.exercises import check, workdir
 
     monkeypatch.setattr(workdir, "EXERCISES_DIR", box / "exercises")
     images.build_busybox_base()

@@ -6,8 +6,11 @@ from typing import Iterator
 
 import pytest
 
-from labsupport import hoststate, ipc, namespaces, ownership, process
-from labsupport.errors import LabError
+from labsupport import namespaces, ownership, process
+from labsupport.kernel import hoststate
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import ipc
+from labsupport.process import residue
 
 
 def _sysv_keys_here(kind: str) -> set[int]:
@@ -32,7 +35,7 @@ def on_host() -> Iterator[list[hoststate.IpcObject]]:
     made: list[hoststate.IpcObject] = []
     yield made
     for obj in made:
-        if (obj.kind, obj.name) in {(o.kind, o.name) for o in hoststate.ipc_objects()}:
+        if (obj.kind, obj.name) in {(o.kind, o.name) for o in residue.ipc_objects()}:
             ipc.remove(obj)
 
 
@@ -98,18 +101,19 @@ def test_objects_die_with_their_namespace_unless_it_is_kept() -> None:
 
 
 def test_the_residue_check_and_clean_find_a_lab_object_and_only_that() -> None:
-    before = hoststate.snapshot()
+    before = residue.snapshot()
     lab_q = ipc.make_message_queue()
     lab_mq = ipc.make_posix_queue()
     other = ipc.make_shared_memory(0x2AB00001)  # outside the lab's range: not the lab's
     try:
-        found = hoststate.residue(before, hoststate.snapshot())
+        found = residue.residue(before, residue.snapshot())
         assert f"IPC object: {lab_q}" in found and f"IPC object: {lab_mq}" in found
-        assert [str(o) for o in ownership.lab_ipc_objects()] == sorted([str(lab_mq), str(lab_q)])
+        assert [str(o) for o in ipc.lab_objects()] == sorted([str(lab_mq), str(lab_q)])
         report = ownership.CleanReport()
-        ownership._remove_ipc(report)
+        ipc_kind = next(kind for kind in ownership.kinds() if kind.name == "IPC objects")
+        ipc_kind.remove(report)  # as clean() walks the registry
         assert sorted(report.removed["IPC objects"]) == sorted([str(lab_mq), str(lab_q)])
-        left = {(o.kind, o.name) for o in hoststate.ipc_objects()}
+        left = {(o.kind, o.name) for o in residue.ipc_objects()}
         assert ("shm", "0x2ab00001") in left
         assert ("msg", lab_q.name) not in left and ("mqueue", lab_mq.name) not in left
     finally:
@@ -121,7 +125,7 @@ def test_remove_lab_objects_empties_the_hosts_lab_range(on_host: list[hoststate.
     on_host.extend(made)
     removed = ipc.remove_lab_objects()
     assert {str(o) for o in made} <= {str(o) for o in removed}
-    assert not ownership.lab_ipc_objects()
+    assert not ipc.lab_objects()
 
 
 def test_bad_keys_and_names_are_one_sentence(box: int) -> None:

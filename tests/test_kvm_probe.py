@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.kvm import AcceleratorProbe, probe_accelerator, run_real_mode_guest_in_child
+from labsupport.vm.kvm import AcceleratorProbe, probe_accelerator, run_real_mode_guest_in_child
 
-kvm = importlib.import_module("labsupport.kvm")
+kvm = importlib.import_module("labsupport.vm.kvm")
 
 PVM_LOADED = Path("/sys/module/kvm_pvm").exists()
 KVM_PRESENT = Path("/dev/kvm").exists()

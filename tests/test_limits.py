@@ -11,7 +11,7 @@ import pytest
 
 from labsupport.cgroups import devices_bpf, limits
 from labsupport.cgroups.devices import DevicePolicy, DeviceRule, parse_rule
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 
 @pytest.mark.parametrize("text, size", [

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import chroot, mounts, ownership, process, rootfs
-from labsupport.errors import LabError
-from labsupport.exercises import check, workdir
+from labsupport import ownership, process
+from labsupport.course.exercises import check, workdir
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import chroot, rootfs
+from labsupport.namespaces import mount as mounts
 
 #: What crosses, per runner mode: (host -> box, box -> host, unmount in box -> host).
 CROSSINGS = {"unchanged": (True, True, True), "slave": (True, False, False), "private": (False, False, False)}
@@ -33,13 +35,6 @@ def shared(scratch: Path) -> Path:
     return path
 
 
-@pytest.fixture()
-def exercises(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch stand-in for /var/lib/labsupport/exercises, so a learner's work is never touched."""
-    path = ownership.temp_dir("test-exercises")
-    monkeypatch.setattr(workdir, "EXERCISES_DIR", path)
-    yield path
-    chroot.remove_scratch(path)
 
 
 @pytest.mark.parametrize("mode", list(CROSSINGS))

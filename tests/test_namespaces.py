@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import hoststate, namespaces, ownership, process, syscalls
-from labsupport.errors import LabError
+from labsupport import namespaces, ownership, process
+from labsupport.kernel import hoststate, syscalls
+from labsupport.kernel.errors import LabError
 
 HOSTNAME_FILE = Path("/proc/sys/kernel/hostname")
 

@@ -16,8 +16,15 @@ from typing import Callable, Iterator
 
 import pytest
 
-from labsupport import hoststate, net, netrun, netview, ownership, portproxy
-from labsupport.errors import LabError
+import labsupport
+from labsupport import net, ownership
+from labsupport.kernel import hoststate
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import ipc
+from labsupport.net import publish as portproxy
+from labsupport.net import run as netrun
+from labsupport.net import views as netview
+from labsupport.process import residue
 
 
 @pytest.fixture()
@@ -260,9 +267,9 @@ def _whole_network() -> tuple[str, str, str, int, int, int]:
 
 
 def test_the_residue_check_and_ownership_see_everything_left(made: None) -> None:
-    before = hoststate.snapshot()
+    before = residue.snapshot()
     red, bridge, host_end, web, proxy, _ = _whole_network()
-    left = hoststate.residue(before, hoststate.snapshot())
+    left = residue.residue(before, residue.snapshot())
     for line in (f"link: {bridge}", f"link: {host_end}", f"network namespace: {red}",
                  f"mount: nsfs nsfs on /run/netns/{red}"):
         assert line in left
@@ -274,7 +281,7 @@ def test_the_residue_check_and_ownership_see_everything_left(made: None) -> None
     assert any(m.mountpoint == f"/run/netns/{red}" for m in ownership.lab_mounts())
 
     netrun.clean_up()
-    assert hoststate.residue_since(before) == []
+    assert residue.residue_since(before) == []
 
 
 def _other_lab_work(mine: set[str]) -> list[str]:
@@ -283,7 +290,7 @@ def _other_lab_work(mine: set[str]) -> list[str]:
     found += [n for n in ownership.lab_links() + ownership.lab_netns() if n not in mine]
     found += [m.mountpoint for m in ownership.lab_mounts() if Path(m.mountpoint).name not in mine]
     found += [str(g) for g in ownership.lab_cgroups()] + ownership.lab_loop_devices()
-    found += [str(o) for o in ownership.lab_ipc_objects()]
+    found += [str(o) for o in ipc.lab_objects()]
     for directory in (ownership.TEMP_DIR, ownership.HELD_NS_DIR):
         found += [e.name for e in directory.glob("*") if e.name not in mine] if directory.is_dir() else []
     return found
@@ -292,7 +299,7 @@ def _other_lab_work(mine: set[str]) -> list[str]:
 def test_labsupport_clean_removes_the_network_work(made: None) -> None:
     if _other_lab_work(set()):
         pytest.skip("other lab work is live on this host: a global clean would remove it too")
-    before = hoststate.snapshot()
+    before = residue.snapshot()
     red, bridge, host_end, web, proxy, port = _whole_network()
     # Checked again just before: something may have started meanwhile.
     mine = {*(name for _, name in net.made_here()), str(web), str(proxy),
@@ -301,11 +308,11 @@ def test_labsupport_clean_removes_the_network_work(made: None) -> None:
     if others:
         pytest.skip(f"other lab work is live on this host ({', '.join(others[:3])}): "
                     "a global clean would remove it too")
-    report = ownership.clean()
+    report = labsupport.clean()
     assert bridge in report.removed["links"] and red in report.removed["network namespaces"]
     assert {str(web), str(proxy)} <= set(report.removed["processes"])
     assert red not in _ip("netns", "list") and not _host_listens(port)
     # A veth's host end goes with its namespace - by clean's hand, or the kernel's first.
     assert not {bridge, host_end} & hoststate.links()
     netrun.clean_up()  # collects the killed children, so no zombie is left
-    assert hoststate.residue_since(before) == []
+    assert residue.residue_since(before) == []

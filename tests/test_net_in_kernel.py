@@ -18,7 +18,10 @@ from typing import Any
 
 from jupyter_client.manager import start_new_kernel
 
-from labsupport import hoststate, net, netrun
+from labsupport import net
+from labsupport.kernel import hoststate
+from labsupport.net import run as netrun
+from labsupport.process import residue
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +36,8 @@ _RAW_PYROUTE2 = textwrap.dedent("""
 
 _BUILD = textwrap.dedent("""
     import json, threading
-    from labsupport import net, netrun, netview, portproxy
+    from labsupport import net
+    from labsupport.net import publish as portproxy, run as netrun, views as netview
     red, blue = net.create_namespace("kred"), net.create_namespace("kblue")
     bridge = net.add_bridge("kbr")
     net.plug(red, bridge, "10.203.0.2/24")
@@ -79,18 +83,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _remove_what_a_failed_kernel_left(before: hoststate.HostState) -> None:
+def _remove_what_a_failed_kernel_left(before: residue.HostState) -> None:
     """If a cell failed before its clean-up, the kernel's namespaces and bridge outlive it."""
     for name in sorted(hoststate.named_netns() - before.netns):
         if name.startswith(("labkred", "labkblue")):
-            net.remove_namespace(name)
+            netrun.remove_namespace(name)
     for name in sorted(hoststate.links() - before.links):
         if name.startswith("labkbr"):
             net.delete_link(name)
 
 
 def test_the_network_modules_work_inside_a_jupyter_kernel() -> None:
-    before = hoststate.snapshot()
+    before = residue.snapshot()
     port = _free_port()
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(REPO / "notebooks"),
                               env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -120,4 +124,4 @@ def test_the_network_modules_work_inside_a_jupyter_kernel() -> None:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
         _remove_what_a_failed_kernel_left(before)
-    assert hoststate.residue_since(before) == []
+    assert residue.residue_since(before) == []

@@ -9,7 +9,10 @@ from typing import Iterator
 
 import pytest
 
-from labsupport import hoststate, namespaces, pidns, rootfs
+from labsupport import namespaces
+from labsupport.kernel import hoststate
+from labsupport.namespaces import pid as pidns
+from labsupport.namespaces import rootfs
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import hoststate, ownership, process, rootfs, syscalls
-from labsupport.errors import LabError
+from labsupport import ownership, process
+from labsupport.kernel import hoststate, syscalls
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import rootfs
 
 
 @pytest.fixture()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import ownership, process, rootfs
-from labsupport.errors import LabError
+from labsupport import ownership, process
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import rootfs
 
 
 @pytest.fixture()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import ownership, process, syscalls
-from labsupport.errors import LabError
+from labsupport import ownership, process
+from labsupport.kernel import syscalls
+from labsupport.kernel.errors import LabError
 
 
 def _as_nobody(func):

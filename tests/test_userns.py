@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import chroot, ownership, process, userns
-from labsupport.exercises import check, workdir
+from labsupport import process
+from labsupport.course import doctor
+from labsupport.course.exercises import check, workdir
+from labsupport.namespaces import chroot
+from labsupport.namespaces import user as userns
 
 NOBODY_IN_OWN_NAMESPACE = ["setpriv", f"--reuid={userns.NOBODY}", f"--regid={userns.NOBODY}", "--clear-groups",
                            "unshare", "--user", "--map-root-user", "sleep", "60"]
@@ -30,14 +33,6 @@ def scratch() -> Path:
     chroot.remove_scratch(path)
 
 
-@pytest.fixture()
-def exercises(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch stand-in for /var/lib/labsupport/exercises, so a learner's work is never touched."""
-    path = ownership.temp_dir("test-exercises")
-    path.chmod(0o755)
-    monkeypatch.setattr(workdir, "EXERCISES_DIR", path)
-    yield path
-    chroot.remove_scratch(path)
 
 
 def _remap_root() -> int:
@@ -116,7 +111,7 @@ def test_root_inside_cannot_reach_what_the_host_owns(scratch: Path) -> None:
 
 def test_an_unprivileged_user_makes_a_namespace_as_the_doctor_predicts(scratch: Path) -> None:
     story = userns.unprivileged_story(scratch / "nobody")
-    expected = userns.expected_refusal(userns.user_namespace_check())
+    expected = userns.expected_refusal(doctor.check("user namespaces"))
     unplanned = [s for s in story.steps if s.failed and not s.meant_to_fail]
     if expected is None:
         assert unplanned == []
@@ -195,7 +190,7 @@ def test_exercise_1_root_inside_someone_else_outside() -> None:
 
 
 def test_exercise_2_a_file_owned_by_the_mapped_root(exercises: Path) -> None:
-    from labsupport.exercises.nb07_user import TARGET_UID
+    from labsupport.course.exercises.nb07_user import TARGET_UID
 
     box = workdir.exercise_dir("07") / "box"
     assert "There is no" in check("07", 2).message

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import hoststate, ownership
+from labsupport import ownership
+from labsupport.bench import vms
 from labsupport.bench.result import BenchResult
+from labsupport.kernel import hoststate
 from labsupport.vm import vagrant
 
 
@@ -88,6 +90,6 @@ def test_vagrant_boots_the_comparison_vm_and_leaves_nothing() -> None:
         assert vagrant.domains() == []
         assert daemon.group.running() == [daemon.pid]   # QEMU has gone: only libvirtd is left
     assert not [p for p in _libvirt_processes() if p in ownership.lab_processes()]
-    result = vagrant.record(timed)
+    result = vms.record_vagrant(timed)
     assert isinstance(result, BenchResult) and result.machine["accelerator"] in ("tcg", "kvm")
     assert result.samples["up"][-1] == pytest.approx(timed[0].seconds, abs=0.01)

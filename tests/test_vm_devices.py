@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from labsupport import ownership
-from labsupport.bench import latest
+from labsupport.bench import devices, latest
 from labsupport.bench.result import BenchResult, PeerInfo
-from labsupport.errors import LabError
-from labsupport.exercises import check, workdir
-from labsupport.vm import devices, initramfs
+from labsupport.course.exercises import check, workdir
+from labsupport.kernel.errors import LabError
+from labsupport.vm import initramfs
 from labsupport.vm.guest_kernel import fetch_kernel
 
 

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from labsupport import ownership
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 from labsupport.vm import debian_image, fullvm
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from labsupport import hoststate, ownership
-from labsupport.errors import LabError
-from labsupport.kvm import probe_accelerator
+from labsupport import ownership
+from labsupport.kernel import hoststate
+from labsupport.kernel.errors import LabError
 from labsupport.vm import guest_tests, initramfs, qemu
 from labsupport.vm.guest_kernel import GuestKernel, fetch_kernel, unpacked_elf
+from labsupport.vm.kvm import probe_accelerator
 from labsupport.vm.qemu import VM, Share, VMConfig
 
 

@@ -9,8 +9,10 @@ import gzip
 
 import pytest
 
-from labsupport import hoststate, ownership
-from labsupport.vm import initramfs, tuning
+from labsupport import ownership
+from labsupport.bench import tuning
+from labsupport.kernel import hoststate
+from labsupport.vm import initramfs
 from labsupport.vm.guest_kernel import fetch_kernel
 
 

@@ -17,7 +17,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from ..errors import LabError
+from labsupport.kernel.errors import LabError
 
 #: Benchmarks the command line offers: name -> module with run() and report().
 BENCHMARKS = ("namespaces", "vms", "containers", "memory", "overhead", "density", "devices")

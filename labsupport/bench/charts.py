@@ -18,8 +18,8 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import LabError
-from .result import BenchResult, PeerInfo, number
+from labsupport.bench.result import BenchResult, PeerInfo, number
+from labsupport.kernel.errors import LabError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

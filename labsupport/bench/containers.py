@@ -24,10 +24,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import container, ownership, process, rootfs, runc
-from ..errors import LabError
-from .result import BenchResult
-from .runner import Peer, run_peers
+from labsupport import container, ownership, process
+from labsupport.bench.result import BenchResult
+from labsupport.bench.runner import Peer, run_peers
+from labsupport.container import runc
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import rootfs
 
 GROUP = "busybox /bin/true"
 LAB_PY, LAB_CLI, UNSHARE, BWRAP, RUNC = ("lab runtime (Python)", "lab runtime (cold CLI)",

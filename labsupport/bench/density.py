@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import LabError
-from ..tables import Table
-from . import instances, machine
-from .result import BenchResult, PeerInfo, number
+from labsupport.bench import instances, machine
+from labsupport.bench.result import BenchResult, PeerInfo, number
+from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -161,7 +161,7 @@ def fit_table(result: BenchResult, budget_gib: float) -> Table:
 
 def fit_chart(result: BenchResult, budget_gib: float) -> "Figure":
     """Bars of how many fit in the budget; whiskers from the spread of per-instance PSS."""
-    from . import charts
+    from labsupport.bench import charts
 
     samples = {s: [budget_gib * GIB / v for v in result.samples[f"{PSS} / {s}"]]
                for s in (CONTAINER, SHIM, MICROVM)}

@@ -23,11 +23,11 @@ from typing import Iterable
 
 import psutil
 
-from .. import container
-from ..errors import LabError
-from ..tables import Table
-from ..vm import VM, fetch_kernel, guest_config
-from ..vm.initramfs import FAILED_MARKER, READY_MARKER
+from labsupport import container
+from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
+from labsupport.vm import VM, fetch_kernel, guest_config
+from labsupport.vm.initramfs import FAILED_MARKER, READY_MARKER
 
 MIB = 2 ** 20
 #: How long an instance idles before it is measured: boot-time work (page
@@ -139,7 +139,7 @@ def idle_microvm_memory() -> Memory:
 
 
 def idle_full_vm_memory() -> Memory:
-    from ..vm import fullvm
+    from labsupport.vm import fullvm
 
     with fullvm.boot() as guest:
         time.sleep(VM_SETTLE)
@@ -160,7 +160,7 @@ def disk_mib(paths: Iterable[Path]) -> float:
 
 def container_disk() -> float:
     """The busybox image's layers: all that a container needs beyond the host's kernel."""
-    from .. import images
+    from labsupport import images
 
     images.build_busybox_base()
     return disk_mib(images.get("busybox").layers)
@@ -175,7 +175,7 @@ def microvm_disk() -> float:
 
 def full_vm_disk() -> float | None:
     """The Debian disk image, its kernel and initrd; None if it was never built here."""
-    from ..vm import debian_image
+    from labsupport.vm import debian_image
 
     image = debian_image.cached()
     return None if image is None else disk_mib([image.path, image.kernel, image.initrd])

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .. import ownership
-from . import BENCHMARKS, benchmark, charts
-from .result import BenchResult
+from labsupport import ownership
+from labsupport.bench import BENCHMARKS, benchmark, charts
+from labsupport.bench.result import BenchResult
 
 RESULTS_DIR = ownership.WORK_DIR / "bench"
 

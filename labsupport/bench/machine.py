@@ -12,9 +12,9 @@ import os
 import platform
 from pathlib import Path
 
-from .. import kvm
-from ..cgroups import detect_layout
-from ..errors import LabError
+from labsupport.cgroups import detect_layout
+from labsupport.kernel.errors import LabError
+from labsupport.vm import kvm
 
 
 def _first_value(path: str, key: str) -> str:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from . import instances
-from .instances import Memory
-from .result import BenchResult, PeerInfo
-from .runner import Peer, run_peers
+from labsupport.bench import instances
+from labsupport.bench.instances import Memory
+from labsupport.bench.result import BenchResult, PeerInfo
+from labsupport.bench.runner import Peer, run_peers
 
 ROUNDS, QUICK_ROUNDS = 3, 1
 PSS, RSS, DISK = "idle PSS", "idle RSS", "on disk"

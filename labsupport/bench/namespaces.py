@@ -23,11 +23,11 @@ import shutil
 import subprocess
 from typing import Sequence
 
-from .. import process
-from ..errors import LabError
-from ..tables import Table
-from .result import BenchResult, number
-from .runner import Peer, run_peers
+from labsupport import process
+from labsupport.bench.result import BenchResult, number
+from labsupport.bench.runner import Peer, run_peers
+from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
 
 KINDS = ("uts", "ipc", "mnt", "pid", "net", "user", "cgroup")
 UNSHARE_FLAGS = {

@@ -30,12 +30,12 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import container, ownership
-from ..errors import LabError
-from ..vm.agent import GUEST_DISK, GuestAgent
-from . import instances
-from .result import BenchResult
-from .runner import Peer, run_peers
+from labsupport import container, ownership
+from labsupport.bench import instances
+from labsupport.bench.result import BenchResult
+from labsupport.bench.runner import Peer, run_peers
+from labsupport.kernel.errors import LabError
+from labsupport.vm.agent import GUEST_DISK, GuestAgent
 
 ROUNDS, QUICK_ROUNDS = 5, 2
 CPU_MIB, QUICK_CPU_MIB = 256, 64

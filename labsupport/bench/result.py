@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LabError
-from ..tables import Table
-from . import machine
-from .stats import Ratio, Summary, ratio, summarize
+from labsupport.bench import machine
+from labsupport.bench.stats import Ratio, Summary, ratio, summarize
+from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
 
 FORMAT = "labsupport-bench/1"
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Optional, Sequence
 
-from ..errors import LabError
-from . import machine
-from .result import BenchResult, PeerInfo
+from labsupport.bench import machine
+from labsupport.bench.result import BenchResult, PeerInfo
+from labsupport.kernel.errors import LabError
 
 #: Nanoseconds per unit, for peers the runner times itself.
 TIME_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import LabError
+from labsupport.kernel.errors import LabError
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import LabError
-from ..tables import Table
-from . import latest
-from .result import BenchResult, PeerInfo, number
+from labsupport.bench import latest
+from labsupport.bench.result import BenchResult, PeerInfo, number
+from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
 
 #: In the order they run: the fast ones first, so a slow VM boot comes last.
 NAMES = ("containers", "vms", "memory", "overhead", "density")
@@ -93,7 +93,7 @@ def startup(results: dict[str, BenchResult]) -> BenchResult:
     They come from different benchmarks (each interleaved within itself), so
     this result has no ratios; its caption says which runs it gathers.
     """
-    from . import containers, vms
+    from labsupport.bench import containers, vms
 
     wanted = [("containers", f"{containers.GROUP} / {containers.LAB_PY}", "lab container: start to exit", 1e-3),
               ("containers", f"{containers.GROUP} / {containers.RUNC}", "runc container: start to exit", 1e-3),
@@ -135,7 +135,7 @@ def _show(value: Optional[float], unit: str, missing: str) -> str:
 
 def figures(results: dict[str, BenchResult], budget_gib: float = 4) -> dict[str, Optional[float]]:
     """The handful of medians the seed's table needs, by a short key (None: not measured)."""
-    from . import containers, density, memory, overhead, vms
+    from labsupport.bench import containers, density, memory, overhead, vms
 
     fits = ({f.series: f.count for f in density.fits(results["density"], budget_gib)}
             if "density" in results else {})

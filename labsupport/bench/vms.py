@@ -8,11 +8,16 @@ the two differ by an order of magnitude.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Sequence
 
-from ..vm import debian_image, fullvm, tuning
-from .result import BenchResult
-from .runner import Peer, run_peers
+from labsupport import ownership
+from labsupport.bench import machine, tuning
+from labsupport.bench.result import BenchResult, PeerInfo
+from labsupport.bench.runner import Peer, run_peers
+from labsupport.kernel.errors import LabError
+from labsupport.vm import debian_image, fullvm, vagrant
 
 ROUNDS, QUICK_ROUNDS = 3, 1
 GROUP = "launch to a sign of life"
@@ -52,3 +57,33 @@ def run(rounds: Optional[int] = None, quick: bool = False, progress: Optional[bo
 
 def report(result: BenchResult) -> str:
     return str(result)
+
+
+#: Where ``record_vagrant`` keeps its rounds (kept across runs, for notebook 13's error bars).
+VAGRANT_FILE = ownership.WORK_DIR / "bench" / "vagrant.json"
+
+
+def record_vagrant(timed: Sequence[vagrant.Timed], path: Path = VAGRANT_FILE) -> BenchResult:
+    """Add one round of timings to the lab's Vagrant benchmark result (kept across runs).
+
+    Each ``vagrant up``/``ssh``/``destroy`` is one sample of its own peer, so
+    repeated runs build the spread that notebook 13 draws as error bars.
+    """
+    try:
+        result = BenchResult.load(path)
+    except LabError:
+        result = BenchResult(
+            name="vagrant", title="A Vagrant VM (libvirt): boot to SSH, a command, removal",
+            unit="s", peers=[], samples={}, order=[], machine=machine.facts(),
+            started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            names_accelerator=True)
+    for one in timed:
+        step = one.command.split()[1]
+        if step not in result.samples:
+            result.peers.append(PeerInfo(step, f"vagrant {step}", "Vagrant VM"))
+            result.samples[step] = []
+        result.samples[step].append(round(one.seconds, 3))
+        result.seconds += one.seconds
+    result.order.append([one.command.split()[1] for one in timed])
+    result.save(path)
+    return result

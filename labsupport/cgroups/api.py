@@ -32,8 +32,9 @@ from labsupport.cgroups.devices import DevicePolicy, parse_rule
 from labsupport.cgroups.layout import CgroupLayout, detect_layout
 from labsupport.cgroups.v1 import HIERARCHIES, V1Group
 from labsupport.cgroups.v2 import V2Group
-from labsupport.errors import LabError, require_root
-from labsupport.tables import Table
+from labsupport.kernel import hoststate
+from labsupport.kernel.errors import LabError, require_root
+from labsupport.kernel.tables import Table
 
 #: The controllers the lab drives, by their v2 names ("io" is v1's "blkio").
 CONTROLLERS = ("memory", "cpu", "io", "pids", "devices", "net_cls")
@@ -196,19 +197,11 @@ class CGroup:
 
     def processes(self) -> list[int]:
         """PIDs in the group (in any of its trees)."""
-        return sorted({pid for d in self.directories for pid in cgroupfs.pids_in(d)})
+        return sorted({pid for d in self.directories for pid in hoststate.pids_in_cgroup(d)})
 
     def running(self) -> list[int]:
         """PIDs in the group that still run: one that ended stays, a zombie, until it is reaped."""
-        alive = []
-        for pid in self.processes():
-            try:
-                line = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            if line[line.rindex(")") + 2] != "Z":  # the state field, after the (name)
-                alive.append(pid)
-        return alive
+        return [pid for pid in self.processes() if hoststate.process_state(pid) not in ("", "Z")]
 
     def start(self, argv: Sequence[str], env: Optional[dict[str, str]] = None,
               **isolation: Any) -> process.Child:
@@ -228,7 +221,7 @@ class CGroup:
     def _joined(self, child: process.Child, timeout: float = 5.0) -> process.Child:
         """Wait until the child has written itself into every cgroup.procs (its first act)."""
         deadline = time.monotonic() + timeout
-        while not all(child.pid in cgroupfs.pids_in(d) for d in self.directories):
+        while not all(child.pid in hoststate.pids_in_cgroup(d) for d in self.directories):
             if not Path(f"/proc/{child.pid}").exists() or time.monotonic() > deadline:
                 break  # it failed (or finished) first: its error comes with wait()
             time.sleep(0.002)
@@ -258,6 +251,17 @@ class CGroup:
             self.v1.set_cpu_shares(limits.weight_to_shares(value))  # type: ignore[union-attr]
         else:
             self.v2.set_cpu_weight(value)  # type: ignore[union-attr]
+
+    def share_cpu(self, shares: int) -> None:
+        """Relative CPU weight in v1's unit, cpu.shares (2..262144, default 1024), as Docker's
+        ``--cpu-shares`` and a bundle's ``linux.resources.cpu.shares`` give it.
+
+        v1 takes shares as they are; v2 gets the weight runc and systemd compute from them.
+        """
+        if self._need("cpu") == "v1":
+            self.v1.set_cpu_shares(shares)  # type: ignore[union-attr]
+        else:
+            self.v2.set_cpu_weight(limits.shares_to_weight(shares))  # type: ignore[union-attr]
 
     def limit_io(self, device: Union[str, os.PathLike], read: Union[str, int, None] = None,
                  write: Union[str, int, None] = None) -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from labsupport import ownership
-from labsupport.errors import LabError, describe_errno
+from labsupport.kernel import hoststate
+from labsupport.kernel.errors import LabError, describe_errno
 
 #: The directory right under each hierarchy's root that holds every lab group.
 LAB_PARENT = ownership.PREFIX
@@ -118,14 +119,6 @@ def move_process(group: Path, pid: int) -> None:
         os.close(fd)
 
 
-def pids_in(group: Path) -> list[int]:
-    """PIDs in one group directory (not its children); none if the group is gone."""
-    try:
-        return [int(p) for p in (group / "cgroup.procs").read_text().split()]
-    except OSError:
-        return []
-
-
 def make(group: Path, prepare_parent: Optional[Callable[[Path], None]] = None) -> None:
     """mkdir the group (and the lab parent), tolerating a parent removed at the same moment.
 
@@ -162,7 +155,7 @@ def kill_all(groups: list[Path], timeout: float = 5.0) -> None:
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = {pid for group in groups for pid in pids_in(group)}
+        pids = {pid for group in groups for pid in hoststate.pids_in_cgroup(group)}
         if not pids:
             return
         for pid in pids:

@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 ACCESS = "rwm"
 _RULE = re.compile(r"^\s*(?P<kind>[cb])\s+(?P<major>\d+|\*):(?P<minor>\d+|\*)"

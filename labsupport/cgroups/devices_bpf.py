@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labsupport.cgroups.devices import DevicePolicy, DeviceRule
-from labsupport.errors import LabError, describe_errno
+from labsupport.kernel.errors import LabError, describe_errno
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}
 

@@ -13,14 +13,14 @@ import io
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from labsupport import process
-from labsupport.cgroups import api, limits, netshape, workloads
+from labsupport.cgroups import api, limits, workloads
 from labsupport.cgroups.loopdev import LoopDevice
-from labsupport.errors import LabError
-from labsupport.tables import Table
+from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,7 +33,7 @@ def fast() -> bool:
     return bool(os.environ.get("LAB_FAST"))
 
 
-def _figure(width: float = 8.0, height: float = 3.6, panels: int = 1) -> tuple["Figure", list[Any]]:
+def figure(width: float = 8.0, height: float = 3.6, panels: int = 1) -> tuple["Figure", list[Any]]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -89,7 +89,7 @@ class MemoryRun:
         return self.samples[-1][0] if self.exit_signal == 9 else None
 
     def chart(self) -> "Figure":
-        fig, (ax,) = _figure()
+        fig, (ax,) = figure()
         ax.plot([t for t, _ in self.samples], [b / MiB for _, b in self.samples], lw=2,
                 label="memory charged to the group")
         ax.axhline(self.limit / MiB, color="C3", ls="--", label=f"limit {limits.human_size(self.limit)}")
@@ -145,7 +145,7 @@ class CpuShareRun:
         return (b1 - b0) / max(a1 - a0, 1e-9)
 
     def chart(self) -> "Figure":
-        fig, (ax,) = _figure()
+        fig, (ax,) = figure()
         shares = self.shares()
         times = [t for t, _, _ in shares]
         a = [x * 100 for _, x, _ in shares]
@@ -196,7 +196,7 @@ def cpu_quota(share: str, seconds: float = 1.0) -> float:
 
 def quota_chart(asked: float, measured: float) -> "Figure":
     """One bar: the quota asked for and the share of a core measured."""
-    fig, (ax,) = _figure(5.5, 2.4)
+    fig, (ax,) = figure(5.5, 2.4)
     ax.barh(["measured", "quota"], [measured * 100, asked * 100], color=["C0", "C3"])
     for y, value in enumerate((measured * 100, asked * 100)):
         ax.text(value + 1, y, f"{value:.0f}%", va="center")
@@ -234,7 +234,7 @@ class IoRun:
                      f"O_DIRECT on {self.device} ({self.served_by})")
 
     def chart(self) -> "Figure":
-        fig, (ax,) = _figure(7.5, 3.4)
+        fig, (ax,) = figure(7.5, 3.4)
         names = ["read", "write"]
         free = [self.results[(d, False)] / MiB for d in names]
         held = [self.results[(d, True)] / MiB for d in names]
@@ -292,7 +292,7 @@ class BombRun:
         return max(n for _, n in self.samples)
 
     def chart(self) -> "Figure":
-        fig, (ax,) = _figure()
+        fig, (ax,) = figure()
         ax.plot([t for t, _ in self.samples], [n for _, n in self.samples], lw=2, drawstyle="steps-post",
                 label="pids.current of the group")
         ax.axhline(self.maximum, color="C3", ls="--", label=f"pids.max = {self.maximum}")
@@ -363,7 +363,7 @@ class DeviceRun:
     def chart(self) -> "Figure":
         from matplotlib.colors import ListedColormap
 
-        fig, (ax,) = _figure(7.5, 0.6 + 0.55 * len(self.steps))
+        fig, (ax,) = figure(7.5, 0.6 + 0.55 * len(self.steps))
         grid = [[1 if seen[n] == "ok" else 0 for n in self.nodes] for _, seen, _ in self.steps]
         ax.imshow(grid, cmap=ListedColormap(["#f4a6a6", "#b7e4c7"]), vmin=0, vmax=1, aspect="auto")
         for row, (_, seen, _) in enumerate(self.steps):
@@ -391,53 +391,6 @@ def device_rules(nodes: Sequence[str] = ("/dev/null", "/dev/zero", "/dev/urandom
                           group.device_rules()))
         where = {"v1": "cgroup v1 devices files", "bpf": "cgroup v2 + eBPF"}[group.homes["devices"]]
         return DeviceRun(list(nodes), steps, where)
-
-
-# -- network ---------------------------------------------------------------------------
-
-@dataclass
-class NetRun:
-    """A TCP stream between two lab namespaces, unshaped and with a tbf on the sender's veth."""
-
-    limit_bits: int
-    free: netshape.Transfer
-    shaped: netshape.Transfer
-    qdisc: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def within(self) -> float:
-        return self.shaped.rate_bits() / self.limit_bits
-
-    def chart(self) -> "Figure":
-        fig, (left, right) = _figure(9, 3.4, panels=2)
-        values = [self.free.rate_bits() / 1e6, self.shaped.rate_bits() / 1e6]
-        left.bar(["no qdisc", "tbf"], values, color=["C0", "C1"])
-        left.axhline(self.limit_bits / 1e6, color="C3", ls="--", label=f"rate {self.limit_bits / 1e6:g} Mbit/s")
-        for i, value in enumerate(values):
-            left.text(i, value * 1.2, f"{value:,.1f}", ha="center", fontsize=8)
-        left.set_yscale("log")
-        left.set_ylabel("Mbit/s (log scale)")
-        left.legend(fontsize=8)
-        right.plot([t for t, _ in self.shaped.samples], [n * 8 / 1e6 for _, n in self.shaped.samples],
-                   lw=2, color="C1", label="received (shaped)")
-        end = self.shaped.samples[-1][0]
-        right.plot([0, end], [0, self.limit_bits * end / 1e6], color="C3", ls="--", label="the rate")
-        right.set_xlabel("seconds")
-        right.set_ylabel("Mbit received")
-        right.legend(fontsize=8)
-        fig.suptitle("A veth shaped with a token bucket filter: TCP between two lab namespaces",
-                     fontsize=10, x=0.02, ha="left")
-        return fig
-
-
-def network_shaping(rate: str = "20mbit", seconds: float = 1.5) -> NetRun:
-    """Measure a TCP stream over a fresh veth, then with the sender's end shaped to ``rate``."""
-    with netshape.LinkedPair() as pair:
-        free = pair.transfer(seconds)
-        limit = pair.shape(rate)
-        shaped = pair.transfer(seconds)
-        return NetRun(limit, free, shaped, netshape.qdisc_stats(pair.link, pair.sender_ns))
-
 
 
 def device_backends() -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Optional, Sequence
 
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 Kind = Literal["v2", "v1", "hybrid"]
 Where = Literal["v1", "v2"]

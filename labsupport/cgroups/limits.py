@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Optional, Union
 
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 Number = Union[int, float]
 
@@ -143,6 +143,11 @@ def parse_count(value: Union[str, int, None], what: str = "a process count") -> 
 def weight_to_shares(weight: int) -> int:
     """cgroup v1's cpu.shares for a v2 weight: 100 (v2's default) -> 1024 (v1's default)."""
     return max(2, round(weight * 1024 / WEIGHT_DEFAULT))
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v2's cpu.weight for v1 shares (2..262144 -> 1..10000): the formula runc and systemd use."""
+    return max(1, min(10000, 1 + (shares - 2) * 9999 // 262142))
 
 
 def human_size(size: Optional[int]) -> str:

@@ -15,7 +15,7 @@ from typing import Union
 
 from labsupport import ownership
 from labsupport.cgroups.limits import parse_size
-from labsupport.errors import LabError, require_root
+from labsupport.kernel.errors import LabError, require_root
 
 
 class LoopDevice:

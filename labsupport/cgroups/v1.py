@@ -29,7 +29,7 @@ from typing import Optional
 
 from labsupport.cgroups import cgroupfs
 from labsupport.cgroups.devices import DeviceRule
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 #: The v1 hierarchies behind each of the lab's controller names.
 HIERARCHIES = {

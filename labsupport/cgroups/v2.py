@@ -19,7 +19,7 @@ from typing import Optional
 
 from labsupport.cgroups import cgroupfs, devices_bpf
 from labsupport.cgroups.devices import DevicePolicy
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 PERIOD_US = 100_000
 

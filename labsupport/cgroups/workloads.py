@@ -13,6 +13,7 @@ import os
 import time
 from typing import Optional
 
+
 def grow_memory(step: int = 4 << 20, pause: float = 0.05, total: int = 1 << 30) -> int:
     """Allocate ``step`` bytes at a time, touching every page, up to ``total``; return bytes held.
 

@@ -9,10 +9,26 @@ State lives in /run/labsupport/containers/<id>/ (state.json, config.json,
 container.log), so the CLI (``python -m labsupport ps``) sees what a notebook
 started. ``run_bundle(DIR)`` runs an OCI bundle, the one ``runc spec`` writes.
 """
-from .runtime import (create, create_bundle, exec_in, inspect, kill, list_containers, logs,
-                      ps_table, remove, run, run_bundle, start, state, stop, wait)
-from .spec import load as load_spec, parse as parse_spec
+from labsupport.container.runtime import (
+    create,
+    create_bundle,
+    exec_in,
+    inspect,
+    kill,
+    logs,
+    ps_table,
+    remove,
+    run,
+    run_bundle,
+    start,
+    stop,
+    try_escape,
+    wait,
+)
+from labsupport.container.spec import load as load_spec
+from labsupport.container.spec import parse as parse_spec
+from labsupport.container.store import list_containers, state
 
 __all__ = ["create", "create_bundle", "exec_in", "inspect", "kill", "list_containers", "load_spec",
            "logs", "parse_spec", "ps_table", "remove", "run", "run_bundle", "start", "state", "stop",
-           "wait"]
+           "try_escape", "wait"]

@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Callable
 
-from . import runtime
+from labsupport.container import runtime, store
 
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
@@ -26,7 +26,7 @@ def _follow(container_id: str) -> int:
         sys.stdout.flush()
         printed = len(text)
         if ended:
-            code = runtime.state(container_id).get("exit_code")
+            code = store.state(container_id).get("exit_code")
             return code if isinstance(code, int) and code >= 0 else 128 - (code or 0)
 
 

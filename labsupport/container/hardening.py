@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .. import ownership, seccomp, syscalls
-from .spec import Spec
+from labsupport import ownership
+from labsupport.container import seccomp
+from labsupport.container.spec import Spec
+from labsupport.kernel import syscalls
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -201,7 +203,7 @@ def run_init(spec: Spec, log_fd: int, ready_w: int, go_r: int) -> None:
     """
     prepare_filesystem(spec)
     if "net" in spec.namespaces:
-        from .. import net  # the shim forked this process with net imported: no cost here
+        from labsupport import net  # the shim forked this process with net imported: no cost here
         net.loopback_up_here()
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)

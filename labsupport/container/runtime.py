@@ -23,16 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .. import ownership, process, rootfs, seccomp as seccomp_profiles
-from ..errors import LabError, require_root
-from ..tables import Table
-from . import hardening, spec as specs
-from .spec import Spec
+from labsupport import ownership, process
+from labsupport.container import hardening, shim, store
+from labsupport.container import seccomp as seccomp_profiles
+from labsupport.container import spec as specs
+from labsupport.container.spec import Spec
+from labsupport.kernel.errors import LabError, require_root
+from labsupport.kernel.tables import Table
+from labsupport.namespaces import rootfs
 
 if TYPE_CHECKING:
-    from .. import chroot
+    from labsupport.namespaces import chroot
 
-CONTAINERS_DIR = ownership.STATE_DIR / "containers"
 NETWORKS = ("bridge", "none", "host")
 #: ``--userns-remap``'s id map: 65536 ids from 100000 on the host, 0 the first of them inside.
 REMAP = "0 100000 65536"
@@ -59,73 +61,6 @@ class Publish:
                        "127.0.0.1:HOST_PORT:PORT.")
 
 
-# -- the state directory ---------------------------------------------------------
-
-def container_dir(container_id: str) -> Path:
-    return CONTAINERS_DIR / container_id
-
-
-def _read_state(directory: Path) -> dict[str, Any]:
-    try:
-        return json.loads((directory / "state.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def write_state(directory: Path, **changes: Any) -> dict[str, Any]:
-    """Update state.json atomically (rename), so a reader never sees half a file."""
-    state = _read_state(directory)
-    state.update(changes)
-    scratch = directory / "state.json.new"
-    scratch.write_text(json.dumps(state, indent=1))
-    scratch.replace(directory / "state.json")
-    return state
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def state(ref: str) -> dict[str, Any]:
-    """The state of a container by id, id prefix or name; a dead shim reads as 'exited'."""
-    return _state_of(_find(ref))
-
-
-def _state_of(directory: Path) -> dict[str, Any]:
-    current = _read_state(directory)
-    if current.get("status") == "running" and not _alive(current.get("shim_pid")):
-        current = write_state(directory, status="exited", exit_code=current.get("exit_code"))
-    return current
-
-
-def _all_dirs() -> list[Path]:
-    return sorted(d for d in CONTAINERS_DIR.glob("*") if (d / "state.json").exists()) \
-        if CONTAINERS_DIR.is_dir() else []
-
-
-def _find(ref: str) -> Path:
-    if ref and "/" not in ref and (CONTAINERS_DIR / ref / "state.json").exists():
-        return CONTAINERS_DIR / ref  # a full id: no need to read every container's state
-    for directory in _all_dirs():
-        st = _read_state(directory)
-        if st.get("name") == ref or st.get("id") == ref:
-            return directory
-    matches = [d for d in _all_dirs() if d.name.startswith(ref)] if len(ref) >= 4 else []
-    if len(matches) == 1:
-        return matches[0]
-    raise LabError(f"There is no container {ref!r}: `python -m labsupport ps -a` lists them.")
-
-
-def names_in_use() -> set[str]:
-    return {_read_state(d).get("name", "") for d in _all_dirs()}
-
-
 # -- root file systems -----------------------------------------------------------
 
 def prepare_root(image: str, directory: Path) -> tuple[Path, dict[str, Any]]:
@@ -135,7 +70,7 @@ def prepare_root(image: str, directory: Path) -> tuple[Path, dict[str, Any]]:
     plain busybox root is the fallback only for the image name 'busybox'.
     """
     try:
-        from .. import images
+        from labsupport import images
         if image in ("busybox", "busybox:latest"):
             images.build_busybox_base()
         found = images.get(image)
@@ -155,7 +90,7 @@ def prepare_root(image: str, directory: Path) -> tuple[Path, dict[str, Any]]:
 
 def _release_root(directory: Path) -> None:
     try:
-        from .. import images
+        from labsupport import images
         images.release_rootfs(directory)
     except (LabError, ImportError, OSError):
         pass
@@ -171,7 +106,7 @@ def _check_name(name: str) -> str:
     if not name or not all(c.isalnum() or c in "_.-" for c in name) or len(name) > 40:
         raise LabError(f"{name!r} is not a usable container name: use up to 40 letters, digits, "
                        "'_', '.' or '-'.")
-    if name in names_in_use():
+    if name in store.names_in_use():
         raise LabError(f"The name {name!r} is in use by another container: remove it "
                        f"(`python -m labsupport rm {name}`) or pick another name.")
     return name
@@ -179,7 +114,7 @@ def _check_name(name: str) -> str:
 
 def _device_rates(rules: Sequence[str], flag: str) -> dict[str, int | None]:
     """Docker's ``--device-read-bps /dev/loop0:1M`` -> {"MAJ:MIN": bytes per second}."""
-    from ..cgroups import api, limits
+    from labsupport.cgroups import api, limits
     rates = {}
     for rule in rules:
         device, _, rate = rule.rpartition(":")
@@ -192,7 +127,7 @@ def _device_rates(rules: Sequence[str], flag: str) -> dict[str, int | None]:
 def _limits(memory: str | None, cpus: float | None, pids: int | None,
             cpu_shares: int | None = None, device_read_bps: Sequence[str] = (),
             device_write_bps: Sequence[str] = ()) -> specs.Resources:
-    from ..cgroups import limits
+    from labsupport.cgroups import limits
     res = specs.Resources()
     reads = _device_rates(device_read_bps, "--device-read-bps")
     writes = _device_rates(device_write_bps, "--device-write-bps")
@@ -242,7 +177,7 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
     resources = _limits(memory, cpus, pids, cpu_shares, device_read_bps, device_write_bps)
     container_id = _new_id()
     name = _check_name(name or f"box-{container_id[:6]}")
-    directory = container_dir(container_id)
+    directory = store.container_dir(container_id)
     directory.mkdir(parents=True)
     try:
         root, config = prepare_root(image, directory)
@@ -274,7 +209,7 @@ def create_bundle(bundle: str | os.PathLike, name: str | None = None,
     ports = [Publish.parse(p) for p in publish]
     container_id = _new_id()
     name = _check_name(name or f"box-{container_id[:6]}")
-    directory = container_dir(container_id)
+    directory = store.container_dir(container_id)
     directory.mkdir(parents=True)
     spec.hostname = spec.hostname if "uts" in spec.namespaces else None
     return _save(directory, spec, name, f"bundle:{Path(bundle).resolve()}", ports)
@@ -286,7 +221,7 @@ def _save(directory: Path, spec: Spec, name: str, image: str, ports: list[Publis
         (Path(spec.root) / sub).mkdir(exist_ok=True)
     (directory / "config.json").write_text(json.dumps(spec.to_json(), indent=1))
     (directory / "container.log").touch()
-    write_state(directory, id=directory.name, name=name, image=image, status="created",
+    store.write_state(directory, id=directory.name, name=name, image=image, status="created",
                 created=time.time(), root=spec.root, network=network,
                 publish=[[p.host_address, p.host_port, p.port] for p in ports])
     return directory.name
@@ -294,21 +229,20 @@ def _save(directory: Path, spec: Spec, name: str, image: str, ports: list[Publis
 
 def start(ref: str, timeout: float = 20) -> dict[str, Any]:
     """Start a created container: the shim runs it; returns once the program has been exec'd."""
-    directory = _find(ref)
-    current = state(ref)
+    directory = store.find(ref)
+    current = store.state(ref)
     if current.get("status") != "created":
         raise LabError(f"The container {current.get('name')} is {current.get('status')}; only a "
                        "created container can start (run a new one).")
-    from . import shim  # it imports this module
     if current.get("network", "bridge") == "bridge":
-        from .. import net
+        from labsupport import net
         net.preload()  # once here, rather than in every shim
     report_r = shim.launch(directory)
     try:
         select.select([report_r], [], [], timeout)
     finally:
         os.close(report_r)
-    current = _read_state(directory)
+    current = store.read_state(directory)
     if current.get("status") in ("running", "exited"):
         if current.get("error"):
             raise LabError(current["error"])
@@ -339,13 +273,9 @@ def run_bundle(bundle: str | os.PathLike, name: str | None = None, publish: Sequ
 
 # -- while it runs -----------------------------------------------------------------
 
-def load_spec(ref: str) -> Spec:
-    return specs.parse(json.loads((_find(ref) / "config.json").read_text()))
-
-
 def _running(ref: str) -> dict[str, Any]:
-    current = state(ref)
-    if current.get("status") != "running" or not _alive(current.get("pid")):
+    current = store.state(ref)
+    if current.get("status") != "running" or not store.alive(current.get("pid")):
         raise LabError(f"The container {current.get('name')} is not running (its program has "
                        "ended; `logs` says why): start or run one first.")
     return current
@@ -357,8 +287,8 @@ def exec_in(ref: str, command: Sequence[str], timeout: float = 30) -> process.Co
     if not command:
         raise LabError("No command given to exec: e.g. ['ps'].")
     current = _running(ref)
-    spec = load_spec(ref)
-    from ..cgroups import api
+    spec = store.load_spec(ref)
+    from labsupport.cgroups import api
     procs = api.open_group(current["cgroup"]).procs_files if current.get("cgroup") else []
     iso = process.Isolation.make(enter=current["pid"], cgroup_procs=procs)
     child = process.Child(lambda: hardening.run_exec(spec, list(command)), iso)
@@ -371,7 +301,7 @@ def exec_in(ref: str, command: Sequence[str], timeout: float = 30) -> process.Co
 
 
 def _escape_as_container(spec: Spec, marker: str) -> tuple[list[str], str | None]:
-    from .. import chroot
+    from labsupport.namespaces import chroot
     hardening.adopt_identity(spec)
     return chroot._classic_escape(marker)
 
@@ -379,9 +309,9 @@ def _escape_as_container(spec: Spec, marker: str) -> tuple[list[str], str | None
 def try_escape(ref: str, marker: str | os.PathLike) -> chroot.EscapeOutcome:
     """Notebook 01's chroot escape, run as root inside a running container (with its
     capabilities - CAP_SYS_CHROOT among them): pivot_root left no old root to climb to."""
-    from .. import chroot  # imported when used: the CLI's start-up stays short
+    from labsupport.namespaces import chroot  # imported when used: the CLI's start-up stays short
     current = _running(ref)
-    seen, text = process.run_function(_escape_as_container, load_spec(ref), str(marker),
+    seen, text = process.run_function(_escape_as_container, store.load_spec(ref), str(marker),
                                       enter=current["pid"])
     return chroot.EscapeOutcome(f"lab container {current['name']}", seen, str(marker), text)
 
@@ -399,9 +329,9 @@ def kill(ref: str, signum: int = signal.SIGKILL) -> None:
 
 def _wait_exited(directory: Path, timeout: float) -> bool:
     """Until the shim has recorded the end and gone; False if ``timeout`` ran out first."""
-    shim_pid = _read_state(directory).get("shim_pid")
-    if not _alive(shim_pid):
-        return _read_state(directory).get("status") == "exited"
+    shim_pid = store.read_state(directory).get("shim_pid")
+    if not store.alive(shim_pid):
+        return store.read_state(directory).get("status") == "exited"
     try:
         handle = os.pidfd_open(shim_pid)
     except ProcessLookupError:
@@ -411,31 +341,31 @@ def _wait_exited(directory: Path, timeout: float) -> bool:
             select.select([handle], [], [], timeout)  # readable once the shim has ended
         finally:
             os.close(handle)
-    current = _read_state(directory)
-    return current.get("status") == "exited" and not _alive(current.get("shim_pid"))
+    current = store.read_state(directory)
+    return current.get("status") == "exited" and not store.alive(current.get("shim_pid"))
 
 
 def has_exited(ref: str, within: float = 0) -> bool:
     """Has the container's program ended (waiting up to ``within`` seconds for it)?"""
-    return _wait_exited(_find(ref), within)
+    return _wait_exited(store.find(ref), within)
 
 
 def wait(ref: str, timeout: float = 30) -> int | None:
     """Wait for a container's program to end (``docker wait``); its exit code."""
-    directory = _find(ref)
-    if state(ref).get("status") == "created":
+    directory = store.find(ref)
+    if store.state(ref).get("status") == "created":
         raise LabError(f"The container {ref} has not been started: there is nothing to wait for.")
     if not _wait_exited(directory, timeout):
         raise LabError(f"The container {ref} was still running after {timeout} s: stop it, "
                        "or wait longer.")
-    return _read_state(directory).get("exit_code")
+    return store.read_state(directory).get("exit_code")
 
 
 def stop(ref: str, grace: float = 10) -> dict[str, Any]:
     """SIGTERM, then SIGKILL after ``grace`` seconds (``docker stop -t``). A PID 1 without a
     SIGTERM handler ignores it - the kernel protects a namespace's init - so sh waits for the kill."""
-    directory = _find(ref)
-    current = state(ref)
+    directory = store.find(ref)
+    current = store.state(ref)
     if current.get("status") != "running":
         return current
     try:
@@ -448,14 +378,14 @@ def stop(ref: str, grace: float = 10) -> dict[str, Any]:
         except ProcessLookupError:
             pass
         if not _wait_exited(directory, 10):
-            _stop_shim(_read_state(directory))
-    return state(ref)
+            _stop_shim(store.read_state(directory))
+    return store.state(ref)
 
 
 def _stop_shim(current: dict[str, Any]) -> None:
     for key in ("group", "shim_pid"):
         pid = current.get(key)
-        if pid and _alive(pid):
+        if pid and store.alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL) if key == "group" else os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -464,42 +394,36 @@ def _stop_shim(current: dict[str, Any]) -> None:
 
 def remove(ref: str, force: bool = False) -> None:
     """Delete a stopped container: its root's overlay, its state (``docker rm [-f]``)."""
-    directory = _find(ref)
-    current = state(ref)
+    directory = store.find(ref)
+    current = store.state(ref)
     if current.get("status") == "running":
         if not force:
             raise LabError(f"The container {current.get('name')} is running: stop it first, "
                            "or remove it with force.")
         stop(ref, grace=0)
-    _stop_shim(_read_state(directory))
-    left = _read_state(directory)
+    _stop_shim(store.read_state(directory))
+    left = store.read_state(directory)
     if left.get("exit_code") is None and not left.get("error"):
         # The shim records the end only after undoing the host side: it died before that.
-        from .shim import undo_host_side
-        undo_host_side(left)
+        shim.undo_host_side(left)
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
 
 
 def logs(ref: str) -> str:
     """What the container's program wrote to stdout and stderr."""
-    return (_find(ref) / "container.log").read_text(errors="replace")
+    return (store.find(ref) / "container.log").read_text(errors="replace")
 
 
 def inspect(ref: str) -> dict[str, Any]:
-    directory = _find(ref)
-    return {"state": state(ref), "config": json.loads((directory / "config.json").read_text())}
-
-
-def list_containers(all_: bool = True) -> list[dict[str, Any]]:
-    found = [_state_of(d) for d in _all_dirs()]
-    return [c for c in found if all_ or c.get("status") == "running"]
+    directory = store.find(ref)
+    return {"state": store.state(ref), "config": json.loads((directory / "config.json").read_text())}
 
 
 def ps_table(all_: bool = True) -> Table:
     rows = [(c.get("id", "")[:12], c.get("name"), c.get("image"), c.get("status"), c.get("pid", ""),
              ", ".join(f"{a}:{h}->{p}" for a, h, p in c.get("publish", [])), c.get("address", ""))
-            for c in list_containers(all_)]
+            for c in store.list_containers(all_)]
     return Table(["id", "name", "image", "status", "host PID", "ports", "address"], rows,
                  "Containers (python -m labsupport ps)")
 
@@ -512,15 +436,23 @@ def clean_all() -> list[str]:
     and cgroup, then the overlay and the state directory.
     """
     removed = []
-    for directory in sorted(CONTAINERS_DIR.glob("*")) if CONTAINERS_DIR.is_dir() else []:
-        current = _read_state(directory)
-        if current.get("status") == "running" and _alive(current.get("shim_pid")):
+    for directory in sorted(store.CONTAINERS_DIR.glob("*")) if store.CONTAINERS_DIR.is_dir() else []:
+        current = store.read_state(directory)
+        if current.get("status") == "running" and store.alive(current.get("shim_pid")):
             stop(directory.name, grace=0)
-        current = _read_state(directory)
+        current = store.read_state(directory)
         _stop_shim(current)
-        from .shim import undo_host_side
-        undo_host_side(current)
+        shim.undo_host_side(current)
         _release_root(directory)
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(current.get("name", directory.name))
     return removed
+
+
+def _clean(report: ownership.CleanReport) -> None:
+    # First of all kinds: a container's shim undoes its own network, ports and cgroup.
+    for name in clean_all():
+        report.note("containers", name)
+
+
+ownership.register_kind("containers", 10, _clean)

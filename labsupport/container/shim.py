@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import cgroups, hoststate, net, ownership, process, syscalls
-from ..errors import LabError
-from . import hardening, runtime
-from .spec import Spec
+from labsupport import cgroups, net, ownership, process
+from labsupport.container import hardening, store
+from labsupport.container.spec import Spec
+from labsupport.kernel import hoststate, syscalls
+from labsupport.kernel.errors import LabError
+from labsupport.net import run as netrun
 
 BRIDGE = "labctr0"
 SUBNET = ipaddress.ip_network("10.89.0.0/24")
@@ -39,11 +41,8 @@ def _cgroup(container_id: str, spec: Spec) -> Any:
         group.limit_memory(res.memory)
     if res.cpu_quota is not None:
         group.limit_cpu(res.cpu_quota / (res.cpu_period or 100_000))
-    if res.cpu_shares is not None and group.homes.get("cpu") == "v1":
-        group.v1.set_cpu_shares(res.cpu_shares)  # v1 takes shares as given: no round trip via a weight
-    elif res.cpu_shares is not None:
-        # shares (2..262144, default 1024) to weight (1..10000): the formula runc and systemd use
-        group.weight_cpu(max(1, min(10000, 1 + (res.cpu_shares - 2) * 9999 // 262142)))
+    if res.cpu_shares is not None:
+        group.share_cpu(res.cpu_shares)
     if res.pids is not None:
         group.limit_pids(res.pids)
     for device, (read, write) in res.io.items():
@@ -64,13 +63,13 @@ def _root_mounts(spec: Spec) -> list[process.RootMount]:
 
 
 def _running_peers(me: str) -> list[dict[str, Any]]:
-    return [c for c in runtime.list_containers() if c.get("status") == "running"
+    return [c for c in store.list_containers() if c.get("status") == "running"
             and c.get("address") and c.get("id") != me]
 
 
 def _on_the_bridge(me: str) -> list[dict[str, Any]]:
     """Every other container holding an address - running, or still starting."""
-    return [c for c in runtime.list_containers() if c.get("address") and c.get("status") != "exited"
+    return [c for c in store.list_containers() if c.get("address") and c.get("status") != "exited"
             and c.get("id") != me]
 
 
@@ -127,14 +126,16 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
     Each piece is written to state.json as soon as it exists, so a failure
     half-way (a host port in use) can still be undone.
     """
-    state = runtime.write_state(directory, netns=net.attach_namespace(pid, f"labc{directory.name[:8]}"))
+    state = store.write_state(directory, netns=net.attach_namespace(pid, f"labc{directory.name[:8]}"))
     with _bridge_lock():
         if BRIDGE not in hoststate.links():
             net.add_bridge(BRIDGE)
         address = _free_address(state["id"])
         net.plug(state["netns"], BRIDGE, f"{address}/{SUBNET.prefixlen}")
-        state = runtime.write_state(directory, address=address)
-    from .. import portproxy  # asyncio: imported only by containers that publish
+        state = store.write_state(directory, address=address)
+    from labsupport.net import (
+        publish as portproxy,  # asyncio: imported only by containers that publish
+    )
     for host_address, host_port, port in state.get("publish", []):
         portproxy.publish(state["netns"], port, host_port, host_address)
     return state
@@ -144,7 +145,7 @@ def _undo_network(state: dict[str, Any]) -> None:
     if not (state.get("publish") or state.get("netns") or state.get("address")):
         return  # never plugged in (network none or host): nothing to undo, no lock to take
     for host_address, host_port, _ in state.get("publish", []):
-        from .. import portproxy
+        from labsupport.net import publish as portproxy
         try:
             portproxy.unpublish(host_port, host_address)
         except LabError:
@@ -152,12 +153,12 @@ def _undo_network(state: dict[str, Any]) -> None:
     with _bridge_lock():
         if state.get("netns"):
             try:
-                net.remove_namespace(state["netns"])
+                netrun.remove_namespace(state["netns"])
             except LabError:
                 pass
-        directory = runtime.container_dir(state.get("id", ""))
+        directory = store.container_dir(state.get("id", ""))
         if state.get("address") and (directory / "state.json").exists():
-            runtime.write_state(directory, address=None)
+            store.write_state(directory, address=None)
         if not _on_the_bridge(state.get("id", "")) and BRIDGE in hoststate.links():
             try:
                 net.delete_link(BRIDGE)
@@ -244,35 +245,35 @@ def _wait_for_exec(exec_r: int, seconds: float = 10) -> None:
 
 def supervise(directory: Path, report_w: int) -> int:
     """Run the container to its end; one byte on ``report_w`` once it runs (or failed to)."""
-    state = runtime.write_state(directory, shim_pid=os.getpid())
+    state = store.write_state(directory, shim_pid=os.getpid())
     container_id = state["id"]
-    spec = runtime.load_spec(container_id)
+    spec = store.load_spec(container_id)
     child = None
     try:
         group = _cgroup(container_id, spec)
-        runtime.write_state(directory, cgroup=group.name)
+        store.write_state(directory, cgroup=group.name)
         child, go_w, exec_r = _start_child(directory, spec, group)
         pid = _init_pid(child)
-        runtime.write_state(directory, pid=pid, group=child.pid)
+        store.write_state(directory, pid=pid, group=child.pid)
         if "net" in spec.namespaces and state.get("network", "bridge") == "bridge":
             _network(directory, pid)
-            _update_hosts(runtime._read_state(directory))
+            _update_hosts(store.read_state(directory))
         os.write(go_w, b"g")
         os.close(go_w)
         _wait_for_exec(exec_r)
-        runtime.write_state(directory, status="running", started=time.time())
+        store.write_state(directory, status="running", started=time.time())
         _report(report_w)
         code = child.wait(None)
-        undo_host_side(runtime._read_state(directory))
-        runtime.write_state(directory, status="exited", exit_code=code)
+        undo_host_side(store.read_state(directory))
+        store.write_state(directory, status="exited", exit_code=code)
         return 0
     except BaseException as err:  # noqa: BLE001 - the starter reads the reason from state.json
         if child is not None:
             child.kill()
             child.wait(5)
         # The host side goes first: "exited" tells the starter it may remove the directory.
-        undo_host_side(runtime._read_state(directory))
-        runtime.write_state(directory, status="exited", error=str(err) if isinstance(err, LabError)
+        undo_host_side(store.read_state(directory))
+        store.write_state(directory, status="exited", error=str(err) if isinstance(err, LabError)
                             else f"The container could not start: {err!r}")
         _report(report_w)
         return 1

@@ -12,7 +12,7 @@ change nothing a learner would notice here: ``process.rlimits`` (only
 RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal) and
 ``linux.resources.devices`` (deny-all; the runtime's /dev holds only six
 harmless nodes). ``linux.seccomp`` is taken as a deny-list (see
-labsupport.seccomp); an allow-list is refused. Refused by name: sysctl,
+labsupport.container.seccomp); an allow-list is refused. Refused by name: sysctl,
 apparmor/selinux, blockIO weights and IOPS caps (its bandwidth caps are
 used), namespace paths, mount types other than tmpfs and bind.
 """
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import seccomp as seccomp_profiles
-from ..errors import LabError
+from labsupport.container import seccomp as seccomp_profiles
+from labsupport.kernel.errors import LabError
 
 #: The namespace names of config.json, and the /proc/PID/ns names the lab's process module uses.
 NAMESPACES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt",

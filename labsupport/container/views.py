@@ -1,7 +1,7 @@
 """Notebook 10's view: each step of the full container as Docker and runc ask for it."""
 from __future__ import annotations
 
-from ..tables import Table
+from labsupport.kernel.tables import Table
 
 #: (what the lab runtime does, the docker command or flag, the config.json field).
 STEPS = (

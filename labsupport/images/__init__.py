@@ -14,12 +14,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import LabError
-from . import build, overlay, store
-from .build import (Step, add_files, add_packages, add_programs, build_busybox_base, build_image,
-                    remove_files)
-from .importer import export_archive, import_archive
-from .store import Image, ImageConfig, get, list_images
+from labsupport.images import build, overlay, store
+from labsupport.images.build import (
+    Step,
+    add_files,
+    add_packages,
+    add_programs,
+    build_busybox_base,
+    build_image,
+    remove_files,
+)
+from labsupport.images.importer import export_archive, import_archive
+from labsupport.images.store import Image, ImageConfig, get, list_images
+from labsupport.kernel.errors import LabError
 
 #: Which image a container directory was prepared from (what commit builds on).
 _IMAGE_FILE = "image-id"

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .. import rootfs
-from ..errors import LabError
-from . import layers, store
+from labsupport.images import layers, store
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import rootfs
 
 #: Documentation in packages: left out of package layers, as slim images do.
 _SKIPPED_PACKAGE_DIRS = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/lintian/")

@@ -24,8 +24,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import LabError
-from . import layers, store
+from labsupport.images import layers, store
+from labsupport.kernel.errors import LabError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

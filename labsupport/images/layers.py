@@ -22,7 +22,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import LabError
+from labsupport.kernel.errors import LabError
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import hoststate, ownership, syscalls
-from ..errors import LabError
+from labsupport import ownership
+from labsupport.kernel import hoststate, syscalls
+from labsupport.kernel.errors import LabError
 
 
 @dataclass(frozen=True)

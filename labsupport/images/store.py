@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import ownership
-from ..errors import LabError
+from labsupport import ownership
+from labsupport.kernel.errors import LabError
 
 ROOT = ownership.WORK_DIR / "images"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -44,8 +44,13 @@ def refs_dir() -> Path:
     return ROOT / "refs"
 
 
+#: Half-finished image imports and builds (the store renames only complete ones out of it).
+STAGING_DIR = ownership.WORK_DIR / "images" / "tmp"
+ownership.add_scratch(STAGING_DIR)
+
+
 def staging_dir() -> Path:
-    return ownership.IMAGE_STAGING_DIR  # clean() empties it
+    return STAGING_DIR  # clean() empties it
 
 
 def ensure() -> Path:

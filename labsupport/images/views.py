@@ -14,9 +14,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from .. import ownership
-from ..tables import Table
-from . import layers, overlay, store
+from labsupport import ownership
+from labsupport.images import layers, overlay, store
+from labsupport.kernel.tables import Table
 
 
 def _kind(path: Path) -> str:

@@ -15,11 +15,19 @@ emulation elsewhere - and every figure is labelled with the accelerator::
 """
 from __future__ import annotations
 
-from . import initramfs
-from .guest_kernel import GuestKernel, fetch_kernel
-from .guest_tests import GuestRun, GuestTestRun, run_in_guest, run_pytest_in_guest
-from .initramfs import EXIT_MARKER, FAILED_MARKER, READY_MARKER, guest_config
-from .qemu import VM, MemoryUse, Reached, Share, VMConfig, host_tsc_khz, usable_accelerator
+from labsupport.vm import initramfs
+from labsupport.vm.guest_kernel import GuestKernel, fetch_kernel
+from labsupport.vm.guest_tests import GuestRun, GuestTestRun, run_in_guest, run_pytest_in_guest
+from labsupport.vm.initramfs import EXIT_MARKER, FAILED_MARKER, READY_MARKER, guest_config
+from labsupport.vm.qemu import (
+    VM,
+    MemoryUse,
+    Reached,
+    Share,
+    VMConfig,
+    host_tsc_khz,
+    usable_accelerator,
+)
 
 __all__ = [
     "initramfs", "GuestKernel", "fetch_kernel", "guest_config", "GuestRun", "GuestTestRun",

@@ -19,11 +19,11 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import ownership
-from ..errors import LabError
-from . import initramfs
-from .guest_kernel import fetch_kernel
-from .qemu import VM, Share
+from labsupport import ownership
+from labsupport.kernel.errors import LabError
+from labsupport.vm import initramfs
+from labsupport.vm.guest_kernel import fetch_kernel
+from labsupport.vm.qemu import VM, Share
 
 SHARE_TAG = "labagent"
 GUEST_SHARE = Path("/mnt/labagent")

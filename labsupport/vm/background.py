@@ -13,7 +13,6 @@ process (or a notebook) sees what a terminal started.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -26,52 +25,27 @@ from typing import Any, Optional
 
 import psutil
 
-from .. import ownership, process
-from ..errors import LabError
-from ..tables import Table
-from .guest_kernel import fetch_kernel
-from .initramfs import FAILED_MARKER, READY_MARKER, guest_config
-from .qemu import QEMU, VM
+from labsupport import ownership, process
+from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
+from labsupport.ownership import records
+from labsupport.vm.guest_kernel import fetch_kernel
+from labsupport.vm.initramfs import FAILED_MARKER, READY_MARKER, guest_config
+from labsupport.vm.qemu import QEMU, VM
 
-VMS_DIR = ownership.VM_RECORDS_DIR
+#: Records of background microVMs: stale once their QEMUs are killed, so clean() empties it.
+VMS_DIR = ownership.STATE_DIR / "vms"
+ownership.add_scratch(VMS_DIR)
 BOOT_TIMEOUT = 120.0
 NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-
-
-def _read(directory: Path) -> dict[str, Any]:
-    try:
-        return json.loads((directory / "state.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _write(directory: Path, **changes: Any) -> dict[str, Any]:
-    """Update state.json by rename, so a reader in another process never sees half a file."""
-    state = {**_read(directory), **changes}
-    scratch = directory / "state.json.new"
-    scratch.write_text(json.dumps(state, indent=1))
-    scratch.replace(directory / "state.json")
-    return state
-
-
-def _alive(pid: Optional[int], create_time: Optional[float]) -> bool:
-    """True if ``pid`` still runs and is the same process (PIDs get reused)."""
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and (
-            create_time is None or abs(proc.create_time() - create_time) < 0.05)
-    except psutil.Error:
-        return False
 
 
 # -- the keeper (its own process) -------------------------------------------------
 
 def keep(directory: Path) -> None:
     """Boot the VM the state asks for, report it, and hold it until SIGTERM."""
-    wanted = _read(directory)
+    wanted = records.read(directory)
     stopping = False
 
     def on_term(signum: int, frame: object) -> None:
@@ -84,18 +58,18 @@ def keep(directory: Path) -> None:
         config = guest_config(fetch_kernel(), memory_mb=wanted["memory_mb"], cpus=wanted["cpus"])
         machine = VM.start(config)
     except Exception as err:  # noqa: BLE001 - the booting command shows it to the learner
-        _write(directory, status="failed", error=str(err))
+        records.write(directory, status="failed", error=str(err))
         return
     with machine:
         qemu = psutil.Process(machine.pid)
-        _write(directory, status="booting", qemu_pid=machine.pid, qemu_started=qemu.create_time(),
+        records.write(directory, status="booting", qemu_pid=machine.pid, qemu_started=qemu.create_time(),
                accelerator=machine.accelerator, console=str(machine.console_path))
         try:
             reached = machine.wait_for(READY_MARKER, BOOT_TIMEOUT, fail_on=(FAILED_MARKER,))
         except LabError as err:
-            _write(directory, status="failed", error=str(err))
+            records.write(directory, status="failed", error=str(err))
             return
-        _write(directory, status="running", boot_seconds=round(reached.seconds, 3))
+        records.write(directory, status="running", boot_seconds=round(reached.seconds, 3))
         while not stopping and machine.is_running():
             time.sleep(0.2)
     shutil.rmtree(directory, ignore_errors=True)
@@ -128,16 +102,16 @@ def boot(name: Optional[str] = None, memory_mb: int = 256, cpus: int = 2,
     directory = VMS_DIR / name
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    _write(directory, name=name, status="starting", memory_mb=memory_mb, cpus=cpus)
+    records.write(directory, name=name, status="starting", memory_mb=memory_mb, cpus=cpus)
     env = process.command_env({"PYTHONPATH": _PACKAGE_PARENT})
     with open(directory / "keeper.log", "ab") as log:
         keeper = subprocess.Popen([sys.executable, "-m", "labsupport.vm.background", str(directory)],
                                   env=env, start_new_session=True, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=log)
-    _write(directory, keeper_pid=keeper.pid, keeper_started=psutil.Process(keeper.pid).create_time())
+    records.write(directory, keeper_pid=keeper.pid, keeper_started=psutil.Process(keeper.pid).create_time())
     deadline = time.monotonic() + timeout + 30
     while time.monotonic() < deadline:
-        state = _read(directory)
+        state = records.read(directory)
         if state.get("status") == "running":
             return state
         if state.get("status") == "failed" or keeper.poll() is not None:
@@ -152,12 +126,12 @@ def ls() -> list[dict[str, Any]]:
     """Every background VM that is still alive, with QEMU's memory now; dead entries are pruned."""
     found = []
     for directory in sorted(VMS_DIR.glob("*")) if VMS_DIR.is_dir() else []:
-        state = _read(directory)
-        if not _alive(state.get("keeper_pid"), state.get("keeper_started")):
+        state = records.read(directory)
+        if not records.alive(state.get("keeper_pid"), state.get("keeper_started")):
             if state.get("status") != "starting":
                 shutil.rmtree(directory, ignore_errors=True)
             continue
-        if _alive(state.get("qemu_pid"), state.get("qemu_started")):
+        if records.alive(state.get("qemu_pid"), state.get("qemu_started")):
             info = psutil.Process(state["qemu_pid"]).memory_full_info()
             state.update(rss_mib=round(info.rss / 2 ** 20, 1), pss_mib=round(info.pss / 2 ** 20, 1))
         found.append(state)
@@ -175,21 +149,21 @@ def find(name: str) -> dict[str, Any]:
 def stop(name: str, grace: float = 10.0) -> None:
     """End the VM: SIGTERM to its keeper (which stops QEMU), then SIGKILL if it lingers."""
     directory = VMS_DIR / _check_name(name)
-    state = _read(directory)
+    state = records.read(directory)
     if not state:
         find(name)  # raises the one-sentence error
     keeper = (state.get("keeper_pid"), state.get("keeper_started"))
     qemu = (state.get("qemu_pid"), state.get("qemu_started"))
-    if _alive(*keeper):
+    if records.alive(*keeper):
         os.kill(keeper[0], signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while (_alive(*keeper) or _alive(*qemu)) and time.monotonic() < deadline:
+    while (records.alive(*keeper) or records.alive(*qemu)) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid, started in (keeper, qemu):
-        if _alive(pid, started):
+        if records.alive(pid, started):
             os.kill(pid, signal.SIGKILL)  # QEMU also dies with its keeper (parent-death signal)
     deadline = time.monotonic() + 5
-    while (_alive(*keeper) or _alive(*qemu)) and time.monotonic() < deadline:
+    while (records.alive(*keeper) or records.alive(*qemu)) and time.monotonic() < deadline:
         time.sleep(0.02)
     _reap(keeper[0])
     shutil.rmtree(directory, ignore_errors=True)

@@ -35,8 +35,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from .. import ownership, process
-from ..errors import LabError, require_root
+from labsupport import ownership, process
+from labsupport.kernel.errors import LabError, require_root
 
 IMAGE_CACHE = ownership.CACHE_DIR / "vm" / "debian"
 SUITE = "bookworm"

@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import LabError
-from . import debian_image
-from .debian_image import DiskImage
-from .qemu import VM, Reached, VMConfig
+from labsupport.kernel.errors import LabError
+from labsupport.vm import debian_image
+from labsupport.vm.debian_image import DiskImage
+from labsupport.vm.qemu import VM, Reached, VMConfig
 
 SSH_TIMEOUT = 180.0
 SSH_POLL_SECONDS = 0.25

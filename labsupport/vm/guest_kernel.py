@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from .. import ownership
-from ..errors import LabError
+from labsupport import ownership
+from labsupport.kernel.errors import LabError
 
 KERNEL_CACHE = ownership.CACHE_DIR / "vm" / "kernel"
 #: Metapackages that always depend on the distribution's current kernel: Debian, then Ubuntu.

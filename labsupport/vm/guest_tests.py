@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .. import ownership
-from ..errors import LabError
-from . import initramfs
-from .guest_kernel import fetch_kernel
-from .qemu import VM, Reached, Share
+from labsupport import ownership
+from labsupport.kernel.errors import LabError
+from labsupport.vm import initramfs
+from labsupport.vm.guest_kernel import fetch_kernel
+from labsupport.vm.qemu import VM, Reached, Share
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKOUT_TAG = "labcheckout"

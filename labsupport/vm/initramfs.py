@@ -35,10 +35,10 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 from tqdm import tqdm
 
-from .. import ownership
-from ..errors import LabError
-from .guest_kernel import GuestKernel, fetch_kernel
-from .qemu import Share, VMConfig
+from labsupport import ownership
+from labsupport.kernel.errors import LabError
+from labsupport.vm.guest_kernel import GuestKernel, fetch_kernel
+from labsupport.vm.qemu import Share, VMConfig
 
 INITRAMFS_CACHE = ownership.CACHE_DIR / "vm" / "initramfs"
 BUSYBOX = Path("/bin/busybox")

@@ -7,7 +7,7 @@ The face is psutil-like and the same whichever accelerator runs the guest::
     vm.memory()                                  # -> RSS / PSS / USS of QEMU, labelled
     vm.stop()
 
-*Which* accelerator is decided by ``labsupport.kvm.probe_accelerator``, which
+*Which* accelerator is decided by ``labsupport.vm.kvm.probe_accelerator``, which
 runs a test guest: on a machine with working KVM the guest's instructions run
 natively on the CPU (hardware-assisted virtualization); elsewhere QEMU's TCG
 translates every guest instruction into host code (full virtualization by
@@ -33,9 +33,9 @@ from typing import Optional, Sequence
 
 import psutil
 
-from .. import ownership, process
-from ..errors import LabError
-from ..kvm import probe_accelerator
+from labsupport import ownership, process
+from labsupport.kernel.errors import LabError
+from labsupport.vm.kvm import probe_accelerator
 
 QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("kvm", "tcg")

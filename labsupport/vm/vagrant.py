@@ -29,18 +29,16 @@ import subprocess
 import tarfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional
 
-from .. import ownership, process, syscalls
-from ..cgroups import CGroup, create as create_cgroup, open_group
-from ..errors import LabError, require_root
-from . import debian_image
-from .qemu import host_tsc_khz, usable_accelerator
-
-if TYPE_CHECKING:
-    from ..bench.result import BenchResult
+from labsupport import ownership, process
+from labsupport.cgroups import CGroup, open_group
+from labsupport.cgroups import create as create_cgroup
+from labsupport.kernel import syscalls
+from labsupport.kernel.errors import LabError, require_root
+from labsupport.vm import debian_image
+from labsupport.vm.qemu import host_tsc_khz, usable_accelerator
 
 REPO = Path(os.environ.get("LAB_REPO", Path(__file__).resolve().parents[2]))
 VAGRANT_DIR = REPO / "vagrant"
@@ -57,7 +55,6 @@ LIBVIRT_STATE = STATE / "libvirt"
 RUN_DIR = ownership.STATE_DIR / "libvirt"
 SOCKET = RUN_DIR / "libvirt-sock"
 URI = f"qemu:///system?socket={SOCKET}"
-BENCH_FILE = ownership.WORK_DIR / "bench" / "vagrant.json"
 CGROUP_NAME = "libvirt"
 
 #: libvirt's directories (fixed when libvirt is built) -> where the lab keeps them.
@@ -313,35 +310,6 @@ def ssh(command: str, machine: str = MACHINE, timeout: float = 120) -> Timed:
 
 def destroy(machine: str = MACHINE) -> Timed:
     return vagrant("destroy", "-f", machine, timeout=120)
-
-
-def record(timed: Sequence[Timed], path: Path = BENCH_FILE) -> "BenchResult":
-    """Add one round of timings to the lab's Vagrant benchmark result (kept across runs).
-
-    Each ``vagrant up``/``ssh``/``destroy`` is one sample of its own peer, so
-    repeated runs build the spread that notebook 13 draws as error bars.
-    """
-    from ..bench import machine
-    from ..bench.result import BenchResult, PeerInfo
-
-    try:
-        result = BenchResult.load(path)
-    except LabError:
-        result = BenchResult(
-            name="vagrant", title="A Vagrant VM (libvirt): boot to SSH, a command, removal",
-            unit="s", peers=[], samples={}, order=[], machine=machine.facts(),
-            started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            names_accelerator=True)
-    for one in timed:
-        step = one.command.split()[1]
-        if step not in result.samples:
-            result.peers.append(PeerInfo(step, f"vagrant {step}", "Vagrant VM"))
-            result.samples[step] = []
-        result.samples[step].append(round(one.seconds, 3))
-        result.seconds += one.seconds
-    result.order.append([one.command.split()[1] for one in timed])
-    result.save(path)
-    return result
 
 
 def cleanup() -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..bench import density
-from ..bench.result import BenchResult
+from labsupport.bench import density
+from labsupport.bench.result import BenchResult
 
 if TYPE_CHECKING:
     import ipywidgets

@@ -20,7 +20,7 @@ import psutil
 
 from labsupport.cgroups.api import CGroup
 from labsupport.cgroups.experiments import drawable, png
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 if TYPE_CHECKING:
     import ipywidgets

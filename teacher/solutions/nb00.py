@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import labsupport as lab
 from labsupport.cgroups.layout import detect_layout
-from labsupport.exercises.workdir import exercise_dir
+from labsupport.course.exercises.workdir import exercise_dir
 
 
 def solve(k: int) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import labsupport as lab
-from labsupport.exercises.nb01_chroot import my_root
+from labsupport.course.exercises.nb01_chroot import my_root
 from labsupport.process import Child
 
 #: Programs this notebook's solutions leave running.

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from labsupport import namespaces, process
-from labsupport.exercises.nb02_uts import BOX_HOSTNAME, KEPT_NAME, RENAMED
+from labsupport.course.exercises.nb02_uts import BOX_HOSTNAME, KEPT_NAME, RENAMED
 
 running: list[process.Child] = []
 

@@ -1,8 +1,14 @@
 """Notebook 03 (IPC): objects made inside boxes, a namespace shared by two, one kept."""
 from __future__ import annotations
 
-from labsupport import ipc, namespaces, process
-from labsupport.exercises.nb03_ipc import HIDDEN_QUEUE_KEY, KEPT_NAME, KEPT_SEGMENT_KEY, SHARED_QUEUE
+from labsupport import namespaces, process
+from labsupport.course.exercises.nb03_ipc import (
+    HIDDEN_QUEUE_KEY,
+    KEPT_NAME,
+    KEPT_SEGMENT_KEY,
+    SHARED_QUEUE,
+)
+from labsupport.namespaces import ipc
 
 running: list[process.Child] = []
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 
-from labsupport import pidns, process
+from labsupport import process
+from labsupport.namespaces import pid as pidns
 
 running: list[process.Child] = []
 

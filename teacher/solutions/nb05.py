@@ -1,8 +1,9 @@
 """Notebook 05 (mount): a tmpfs only a box sees, a read-only bind, a slave of a shared mount."""
 from __future__ import annotations
 
-from labsupport import mounts, process
-from labsupport.exercises.workdir import exercise_dir
+from labsupport import process
+from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.namespaces import mount as mounts
 
 running: list[process.Child] = []
 

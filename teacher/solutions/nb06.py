@@ -1,8 +1,10 @@
 """Notebook 06 (network): two namespaces on a bridge, two servers on port 80, one published."""
 from __future__ import annotations
 
-from labsupport import net, netrun, portproxy
-from labsupport.exercises.nb06_network import FIRST, HOST_PORT, SECOND
+from labsupport import net
+from labsupport.course.exercises.nb06_network import FIRST, HOST_PORT, SECOND
+from labsupport.net import publish as portproxy
+from labsupport.net import run as netrun
 
 ADDRESSES = {FIRST: "10.206.0.1/24", SECOND: "10.206.0.2/24"}
 

@@ -1,10 +1,11 @@
 """Notebook 07 (user): a remapped root, a file owned by uid 200000, a namespace nobody made."""
 from __future__ import annotations
 
-from labsupport import process, userns
-from labsupport.errors import LabError
-from labsupport.exercises.nb07_user import TARGET_UID
-from labsupport.exercises.workdir import exercise_dir
+from labsupport import process
+from labsupport.course.exercises.nb07_user import TARGET_UID
+from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.kernel.errors import LabError
+from labsupport.namespaces import user as userns
 
 running: list[process.Child] = []
 

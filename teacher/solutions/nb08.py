@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from labsupport import process
 from labsupport.cgroups import api
-from labsupport.exercises.nb08_cgroups import GROUPS, MEMORY_LIMIT, PIDS_LIMIT
+from labsupport.course.exercises.nb08_cgroups import GROUPS, MEMORY_LIMIT, PIDS_LIMIT
 
 running: list[process.Child] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from labsupport import images
-from labsupport.exercises.workdir import exercise_dir
+from labsupport.course.exercises.workdir import exercise_dir
 
 RUNTIME = images.add_files({"/opt/runtime/run.sh": "#!/bin/sh\necho runtime 1.0\n"})
 

@@ -5,7 +5,7 @@ import time
 import urllib.request
 
 from labsupport import container
-from labsupport.errors import LabError
+from labsupport.kernel.errors import LabError
 
 PAGE = "mkdir -p /www && echo 'hello from ex10' > /www/index.html && exec httpd -f -p 80 -h /www"
 

@@ -2,8 +2,9 @@
 30 visits through the proxy; two busy containers, one with twice the other's cpu_shares."""
 from __future__ import annotations
 
-from labsupport import compose, scaleout, services
-from labsupport.exercises.nb11_compose import CPU_PROJECT, PROJECT, PROXY_PORT, VISITS
+from labsupport import compose
+from labsupport.compose import scaleout, services
+from labsupport.course.exercises.nb11_compose import CPU_PROJECT, PROJECT, PROXY_PORT, VISITS
 
 STACK = f"""
 [services.kv]

@@ -3,11 +3,10 @@ the devices benchmark kept and the device that gained more from virtio named."""
 from __future__ import annotations
 
 from labsupport import vm
-from labsupport.bench import latest
-from labsupport.exercises.nb12_hypervisors import ANSWER_FILE, DEVICES_ANSWER_FILE
-from labsupport.exercises.workdir import exercise_dir
-from labsupport.kvm import probe_accelerator
-from labsupport.vm import devices
+from labsupport.bench import devices, latest
+from labsupport.course.exercises.nb12_hypervisors import ANSWER_FILE, DEVICES_ANSWER_FILE
+from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.vm.kvm import probe_accelerator
 
 #: VMs this notebook's solutions leave running.
 running: list[vm.VM] = []

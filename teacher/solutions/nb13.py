@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from labsupport import container
 from labsupport.bench import containers, latest, memory
-from labsupport.exercises.nb13_vms_vs_containers import (PSS_FILE, RESULT_FILE, SCALE_COUNT,
-                                                         SCALE_PREFIX)
-from labsupport.exercises.workdir import exercise_dir
+from labsupport.course.exercises.nb13_vms_vs_containers import (
+    PSS_FILE,
+    RESULT_FILE,
+    SCALE_COUNT,
+    SCALE_PREFIX,
+)
+from labsupport.course.exercises.workdir import exercise_dir
 from labsupport.vm import background
 
 

@@ -6,8 +6,8 @@ import shutil
 from typing import Any, Callable
 
 import labsupport as lab
-from labsupport import rootfs
-from labsupport.exercises.nbA_docker import HOSTNAME, MEMORY_LIMIT, bundle
+from labsupport.course.exercises.nbA_docker import HOSTNAME, MEMORY_LIMIT, bundle
+from labsupport.namespaces import rootfs
 
 
 def _edit(change: Callable[[dict[str, Any]], Any]) -> None:

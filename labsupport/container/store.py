@@ -1,0 +1,70 @@
+"""Where the lab keeps what it knows of each container: ``/run/labsupport/containers/<id>/``.
+
+Its ``state.json`` (a record, as ``ownership.records`` writes them), the
+``config.json`` the shim runs, and the shim's log. The runtime and the shim
+both read and write here; neither calls the other for it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from labsupport import ownership
+from labsupport.container import spec as specs
+from labsupport.container.spec import Spec
+from labsupport.kernel.errors import LabError
+from labsupport.ownership import records
+
+CONTAINERS_DIR = ownership.STATE_DIR / "containers"
+
+
+def container_dir(container_id: str) -> Path:
+    return CONTAINERS_DIR / container_id
+
+
+read_state = records.read
+write_state = records.write
+alive = records.alive
+
+
+def state(ref: str) -> dict[str, Any]:
+    """The state of a container by id, id prefix or name; a dead shim reads as 'exited'."""
+    return state_of(find(ref))
+
+
+def state_of(directory: Path) -> dict[str, Any]:
+    current = read_state(directory)
+    if current.get("status") == "running" and not alive(current.get("shim_pid")):
+        current = write_state(directory, status="exited", exit_code=current.get("exit_code"))
+    return current
+
+
+def all_dirs() -> list[Path]:
+    return records.directories(CONTAINERS_DIR)
+
+
+def find(ref: str) -> Path:
+    if ref and "/" not in ref and (CONTAINERS_DIR / ref / "state.json").exists():
+        return CONTAINERS_DIR / ref  # a full id: no need to read every container's state
+    for directory in all_dirs():
+        st = read_state(directory)
+        if st.get("name") == ref or st.get("id") == ref:
+            return directory
+    matches = [d for d in all_dirs() if d.name.startswith(ref)] if len(ref) >= 4 else []
+    if len(matches) == 1:
+        return matches[0]
+    raise LabError(f"There is no container {ref!r}: `python -m labsupport ps -a` lists them.")
+
+
+def names_in_use() -> set[str]:
+    return {read_state(d).get("name", "") for d in all_dirs()}
+
+
+def list_containers(all_: bool = True) -> list[dict[str, Any]]:
+    found = [state_of(d) for d in all_dirs()]
+    return [c for c in found if all_ or c.get("status") == "running"]
+
+
+def load_spec(ref: str) -> Spec:
+    return specs.parse(json.loads((find(ref) / "config.json").read_text()))

@@ -1,0 +1,116 @@
+"""Notebook 03 (IPC namespace): checks that list the real IPC objects of each side.
+
+The host's side is read in this process's IPC namespace; each box's side by
+a child that joined the box's namespace (or a kept one). Only the lab's own
+processes and kept namespaces are looked into.
+"""
+from __future__ import annotations
+
+from labsupport import namespaces, ownership
+from labsupport.course.exercises import Verdict, exercise, hint, passed, resets
+from labsupport.kernel import hoststate
+from labsupport.namespaces import ipc
+
+#: Keys and names the exercises ask for (the keys lie in the lab's range).
+HIDDEN_QUEUE_KEY = 0x1AB0E301
+SHARED_QUEUE = "/labshared"
+KEPT_SEGMENT_KEY = 0x1AB0E303
+KEPT_NAME = "ex03"
+
+
+def _has(objects: set[hoststate.IpcObject], kind: str, name: str) -> bool:
+    return any((o.kind, o.name) == (kind, name) for o in objects)
+
+
+def _key(key: int) -> str:
+    return f"{key:#010x}"
+
+
+def _no_boxes() -> Verdict:
+    return hint("No process the lab started has an IPC namespace of its own right now. Start one "
+                "that keeps running (a long sleep), and check while it runs.")
+
+
+@exercise("03", 1, f"A message queue {_key(HIDDEN_QUEUE_KEY)} that only a box sees")
+def queue_hidden_from_host() -> Verdict:
+    key = _key(HIDDEN_QUEUE_KEY)
+    if _has(ipc.objects(), "msg", key):
+        return hint(f"The host sees a message queue with key {key}: it was made in the host's IPC "
+                    "namespace. Remove it there, and make it where only the box looks.")
+    boxes = namespaces.lab_namespaces("ipc")
+    if not boxes:
+        return _no_boxes()
+    for pids in boxes.values():
+        seen = ipc.objects(inside=pids[0])
+        if _has(seen, "msg", key):
+            return passed(f"PID {pids[0]} sees the message queue {key}; the host, asking for the same "
+                          "key, finds nothing: each IPC namespace has its own table of keys.")
+        if _has(seen, "shm", key):
+            return hint(f"PID {pids[0]}'s namespace holds shared memory with key {key}; the exercise "
+                        "asks for a message queue, a different kind of object with its own keys.")
+    return hint(f"None of the lab's IPC namespaces (PIDs {', '.join(str(p[0]) for p in boxes.values())}) "
+                f"holds a message queue with key {key} yet.")
+
+
+def _independent(pids: list[int]) -> list[int]:
+    """Processes of which none descends from another: separate processes, not one tree."""
+    table = hoststate.processes()
+    below = {pid: hoststate.descendants(pid, table) for pid in pids}
+    return [pid for pid in pids if not any(pid in below[other] for other in pids if other != pid)]
+
+
+@exercise("03", 2, f"A POSIX queue {SHARED_QUEUE} two boxes share and the host does not")
+def queue_shared_by_two_boxes() -> Verdict:
+    if _has(ipc.objects(), "mqueue", SHARED_QUEUE):
+        return hint(f"The host sees {SHARED_QUEUE}: it lives in the host's IPC namespace. Remove it "
+                    "there; the two boxes need a namespace that is not the host's.")
+    boxes = namespaces.lab_namespaces("ipc")
+    if not boxes:
+        return _no_boxes()
+    lonely = None
+    for inode, pids in boxes.items():
+        if not _has(ipc.objects(inside=pids[0]), "mqueue", SHARED_QUEUE):
+            continue
+        separate = _independent(pids)
+        if len(separate) >= 2:
+            return passed(f"PIDs {separate[0]} and {separate[1]} are separate processes in IPC "
+                          f"namespace {inode}, and both see {SHARED_QUEUE}; the host does not. "
+                          "This is `docker run --ipc=container:NAME`.")
+        lonely = separate[0]
+    if lonely:
+        return hint(f"{SHARED_QUEUE} exists, but only PID {lonely} is in its IPC namespace. A "
+                    "second process should not get a new namespace: it can join this one.")
+    return hint(f"None of the lab's IPC namespaces holds a POSIX queue named {SHARED_QUEUE} yet.")
+
+
+@exercise("03", 3, f"Shared memory {_key(KEPT_SEGMENT_KEY)} that outlives every process")
+def segment_in_kept_namespace() -> Verdict:
+    key = _key(KEPT_SEGMENT_KEY)
+    kept = next((h for h in namespaces.held() if (h.name, h.kind) == (KEPT_NAME, "ipc")), None)
+    if kept is None:
+        return hint(f"No IPC namespace is kept as {KEPT_NAME!r} yet. An IPC namespace, and every "
+                    "object in it, lasts only while something refers to it.")
+    if kept.inode == namespaces.namespace_ids()["ipc"]:
+        return hint(f"The namespace kept as {KEPT_NAME!r} is the host's own IPC namespace: keep a "
+                    "box's instead (release this one first).")
+    if not _has(ipc.objects(inside=kept.path.parent), "shm", key):
+        return hint(f"The IPC namespace kept as {KEPT_NAME!r} holds no shared memory with key {key}.")
+    running = namespaces.lab_namespaces("ipc").get(kept.inode)
+    if running:
+        return hint(f"The segment {key} is in the namespace kept as {KEPT_NAME!r}, and PID "
+                    f"{running[0]} is still in it. Stop the process: does the segment survive "
+                    "without it?")
+    return passed(f"No process is left in IPC namespace {kept.inode}, and the segment {key} is "
+                  f"still there: the mount at {kept.path} keeps the namespace - and its objects - "
+                  "alive. Release it and both are gone.")
+
+
+def reset() -> list[str]:
+    """What notebook 03's exercises leave besides the exercise directory, removed (``reset 03``)."""
+    done = [f"stopped PID {p}" for p in ownership.kill_processes(resets.boxes_of("ipc"))] + resets.release(KEPT_NAME)
+    names = {f"{HIDDEN_QUEUE_KEY:#010x}", f"{KEPT_SEGMENT_KEY:#010x}", SHARED_QUEUE}
+    for obj in ipc.objects():
+        if obj.name in names:
+            ipc.remove(obj)
+            done.append(f"removed {obj}")
+    return done

@@ -1,0 +1,23 @@
+"""Where a learner does each notebook's exercises: /var/lib/labsupport/exercises/<nb>/.
+
+The directory belongs to the learner: a notebook's clean-up cell leaves it,
+so work survives a restarted kernel and a teacher can grade it later. Checks
+read it through ``exercise_dir`` (never a fixed path), so tests can point it
+at a scratch directory instead of a learner's real work.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from labsupport import ownership
+
+#: Parent of every notebook's exercise directory (tests replace it).
+EXERCISES_DIR = ownership.WORK_DIR / "exercises"
+
+
+def exercise_dir(notebook: str, create: bool = True) -> Path:
+    """The exercise directory of ``notebook`` ("01"); made on request, as learners write into it."""
+    path = EXERCISES_DIR / str(notebook).zfill(2)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,230 @@
+"""The lab's one gateway to the kernel calls Python does not wrap.
+
+Python 3.11 has no ``os.unshare``/``os.setns`` (they arrive in 3.12) and no
+Python has mount, umount2 or pivot_root, so these are thin ctypes calls into
+libc. Each one turns a failing errno into a ``LabError`` that names the call,
+the path and what the error usually means, so a learner never sees a ctypes
+traceback.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+
+from labsupport.kernel.errors import LabError, describe_errno
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+# Namespace flags, as in <linux/sched.h>.
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+#: The names the lab uses for namespaces, as in /proc/PID/ns/.
+NAMESPACE_FLAGS: dict[str, int] = {
+    "mnt": CLONE_NEWNS,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+}
+
+# mount(2) flags, as in <sys/mount.h>.
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
+# umount2(2) flags.
+MNT_DETACH = 2
+
+# prctl(2) options used by the runner.
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+_SYS_PIVOT_ROOT = 155  # x86_64; libc has no wrapper
+
+# What an errno usually means for each call, in a learner's words.
+_HINTS: dict[tuple[str, int], str] = {
+    ("unshare", errno.EPERM): "creating namespaces needs root (CAP_SYS_ADMIN), and no seccomp "
+    "filter that forbids it",
+    ("unshare", errno.EINVAL): "a user namespace cannot be made by a multi-threaded "
+    "process such as a Jupyter kernel; the lab does this in a child process",
+    ("unshare", errno.ENOSPC): "the limit in /proc/sys/user/max_*_namespaces is reached",
+    ("setns", errno.EBADF): "the namespace file descriptor is not open",
+    ("setns", errno.EINVAL): "the file is not a namespace, or not of the kind asked for",
+    ("prctl(PR_SET_SECCOMP)", errno.EACCES): "a seccomp filter needs no_new_privs set first "
+    "(or CAP_SYS_ADMIN)",
+    ("prctl(PR_SET_SECCOMP)", errno.EINVAL): "the filter is malformed, or this kernel was built "
+    "without seccomp filters",
+    ("mount", errno.ENOENT): "the mount point or the source does not exist",
+    ("mount", errno.ENODEV): "this kernel does not know that filesystem type",
+    ("mount", errno.EBUSY): "something is already mounted there or it is in use",
+    ("mount", errno.EINVAL): "the flags do not fit this mount (is the target a mount point?)",
+    ("mount", errno.EPERM): "mounting needs root (CAP_SYS_ADMIN in this mount namespace)",
+    ("umount2", errno.EINVAL): "that path is not a mount point",
+    ("umount2", errno.EBUSY): "a process is still using it; MNT_DETACH unmounts lazily",
+    ("umount2", errno.ENOENT): "the path does not exist",
+    ("pivot_root", errno.EINVAL): "the new root must be a mount point in a private mount "
+    "namespace, and the old root must sit below it",
+    ("pivot_root", errno.EBUSY): "the new or old root is busy (already the root?)",
+    ("pivot_root", errno.ENOENT): "the new root or the put-old directory does not exist",
+    ("sethostname", errno.EPERM): "changing the hostname needs root in this UTS namespace",
+    ("sethostname", errno.EINVAL): "a hostname is at most 64 bytes",
+    ("chroot", errno.ENOENT): "the new root directory does not exist",
+}
+
+
+def _fail(call: str, err: int, subject: str) -> LabError:
+    """Build the one-sentence error for a failed call."""
+    hint = _HINTS.get((call, err))
+    where = f" on {subject}" if subject else ""
+    text = f"{call}{where} failed: {describe_errno(err)}"
+    return LabError(f"{text} - {hint}." if hint else f"{text}.")
+
+
+def _check(result: int, call: str, subject: str = "") -> None:
+    if result == -1:
+        raise _fail(call, ctypes.get_errno(), subject)
+
+
+def _b(path: str | os.PathLike | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def namespace_flags(names: "list[str] | tuple[str, ...] | set[str] | frozenset[str]") -> int:
+    """Turn ``["uts", "pid"]`` into the CLONE_NEW* bit mask, refusing unknown names."""
+    flags = 0
+    for name in names:
+        if name not in NAMESPACE_FLAGS:
+            known = ", ".join(NAMESPACE_FLAGS)
+            raise LabError(f"Unknown namespace {name!r}: choose from {known}.")
+        flags |= NAMESPACE_FLAGS[name]
+    return flags
+
+
+def unshare(flags: int) -> None:
+    """Move the calling process into new namespaces (see unshare(2))."""
+    if hasattr(os, "unshare"):  # Python 3.12+
+        try:
+            os.unshare(flags)
+        except OSError as err:
+            raise _fail("unshare", err.errno or 0, "") from None
+        return
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0, subject: str = "") -> None:
+    """Join the namespace that ``fd`` (an open /proc/PID/ns/* file) refers to."""
+    if hasattr(os, "setns"):  # Python 3.12+
+        try:
+            os.setns(fd, nstype)
+        except OSError as err:
+            raise _fail("setns", err.errno or 0, subject) from None
+        return
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", subject)
+
+
+def mount(source: str | os.PathLike | None, target: str | os.PathLike,
+          fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2): attach a filesystem, or change a mount's flags or propagation."""
+    result = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags),
+                         None if data is None else data.encode())
+    _check(result, "mount", os.fspath(target))
+
+
+def umount(target: str | os.PathLike, flags: int = 0) -> None:
+    """umount2(2): detach a mount (``MNT_DETACH`` for a lazy unmount)."""
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount2", os.fspath(target))
+
+
+def pivot_root(new_root: str | os.PathLike, put_old: str | os.PathLike) -> None:
+    """pivot_root(2): make ``new_root`` the root and move the old one to ``put_old``.
+
+    Unlike chroot it changes the root of the whole mount namespace, so the old
+    root can then be unmounted and nothing is left to escape back to.
+    """
+    result = _libc.syscall(ctypes.c_long(_SYS_PIVOT_ROOT), _b(new_root), _b(put_old))
+    _check(result, "pivot_root", os.fspath(new_root))
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2): set the hostname of the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)
+
+
+def chroot(path: str | os.PathLike) -> None:
+    """chroot(2) with the lab's error message (``os.chroot`` would raise OSError)."""
+    try:
+        os.chroot(path)
+    except OSError as err:
+        raise _fail("chroot", err.errno or 0, os.fspath(path)) from None
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Ask the kernel to send ``signum`` to us when our parent dies.
+
+    This is how a child of a Jupyter kernel dies with it even on SIGKILL.
+    """
+    _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0), "prctl")
+
+
+def set_dumpable() -> None:
+    """Make this process dumpable again, so that its /proc/PID files belong to it.
+
+    A process that changed its uid (root dropping to an ordinary user) is made
+    non-dumpable, and its /proc/self/uid_map then belongs to the host's root:
+    it could not write its own user namespace's maps. A program started by
+    exec is dumpable already; a forked copy that changed uid has to ask.
+    """
+    _check(_libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(1), 0, 0, 0), "prctl")
+
+
+def set_process_name(name: str) -> None:
+    """Name this process as ps and top show it (its comm, at most 15 bytes).
+
+    A forked Python keeps its parent's name; the lab's supervisors rename
+    themselves so a learner running ``ps`` sees what they are.
+    """
+    _check(_libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0), "prctl")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def set_seccomp_filter(program: bytes) -> None:
+    """Install a seccomp filter: ``program`` is classic BPF, 8 bytes per instruction.
+
+    Needs no_new_privs (or CAP_SYS_ADMIN); it binds this thread and every
+    process it starts from now on, and can never be taken off.
+    """
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
+           "prctl(PR_SET_SECCOMP)")
+
+
+def set_no_new_privs() -> None:
+    """Forbid gaining privileges through exec (setuid binaries, file caps)."""
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl")
