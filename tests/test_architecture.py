@@ -149,6 +149,14 @@ def test_the_checks_see_an_upward_import_and_a_circle() -> None:
     assert any("labsupport.ownership" in group for group in cycles(edges))
 
 
+def test_only_the_kernel_gateway_opens_the_c_library() -> None:
+    """One libc handle, one errno-to-sentence table: no module outside kernel/ calls into C."""
+    callers = [path.relative_to(REPO) for path in PACKAGE.rglob("*.py")
+               if "kernel" not in path.relative_to(PACKAGE).parts
+               and any(word in path.read_text() for word in ("CDLL(", "cdll.", ".syscall(", "LIBC."))]
+    assert callers == []
+
+
 def test_lazy_imports_inside_functions_count(tmp_path: Path) -> None:
     source = tmp_path / "lazy.py"
     source.write_text("def later():\n    from labsupport.container import runtime\n")

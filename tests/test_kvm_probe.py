@@ -16,7 +16,7 @@ import pytest
 
 from labsupport.vm.kvm import AcceleratorProbe, probe_accelerator, run_real_mode_guest_in_child
 
-kvm = importlib.import_module("labsupport.vm.kvm")
+kvm = importlib.import_module("labsupport.kernel.kvm")  # the raw ioctls and structures
 
 PVM_LOADED = Path("/sys/module/kvm_pvm").exists()
 KVM_PRESENT = Path("/dev/kvm").exists()

@@ -22,22 +22,21 @@ group then holds it: the lab closes its file descriptor, and removing the
 group detaches and frees the program. Attaching again without flags replaces
 the previous program, so every policy change attaches a fresh one.
 
-Python has no bpf(2) wrapper, so this is a direct system call via ctypes.
+Python has no bpf(2) wrapper: the call comes from the lab's kernel gateway
+(labsupport.kernel.syscalls); the program's bytes are assembled here.
 """
 from __future__ import annotations
 
 import ctypes
 import errno
 import os
-import platform
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from labsupport.cgroups.devices import DevicePolicy, DeviceRule
-from labsupport.kernel.errors import LabError, describe_errno
-
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}
+from labsupport.kernel import syscalls
+from labsupport.kernel.errors import KernelError, LabError, describe_errno
 
 # bpf(2) commands, program and attach types (include/uapi/linux/bpf.h).
 BPF_PROG_LOAD = 5
@@ -141,19 +140,8 @@ def listing(program: list[Insn]) -> str:
 
 # -- the system call -----------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def _bpf(command: int, attr: ctypes.Array) -> int:
-    number = _SYS_BPF.get(platform.machine())
-    if number is None:
-        raise LabError(f"The lab knows bpf(2)'s number only on x86_64 and aarch64, "
-                       f"not on {platform.machine()}.")
-    result = _libc.syscall(ctypes.c_long(number), ctypes.c_int(command), attr,
-                           ctypes.c_uint(_ATTR_SIZE))
-    if result < 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    return result
+    return syscalls.bpf(command, attr, _ATTR_SIZE)
 
 
 def load(program: list[Insn]) -> int:
@@ -168,11 +156,11 @@ def load(program: list[Insn]) -> int:
                      1, len(log), ctypes.addressof(log))
     try:
         return _bpf(BPF_PROG_LOAD, attr)
-    except OSError as err:
+    except KernelError as err:
         verdict = log.value.decode(errors="replace").strip().splitlines()
         why = f" - the verifier said: {verdict[-1]}" if verdict else ""
         hint = " (loading BPF needs root: CAP_BPF and CAP_SYS_ADMIN)" if err.errno == errno.EPERM else ""
-        raise LabError(f"The kernel refused the device program: {describe_errno(err.errno or 0)}"
+        raise LabError(f"The kernel refused the device program: {describe_errno(err.errno)}"
                        f"{why}{hint}.") from None
 
 
@@ -184,9 +172,9 @@ def attach(group: Path, program_fd: int) -> None:
         # target_fd, attach_bpf_fd, attach_type, attach_flags (0: one program, replaceable)
         struct.pack_into("<IIII", attr, 0, fd, program_fd, BPF_CGROUP_DEVICE, 0)
         _bpf(BPF_PROG_ATTACH, attr)
-    except OSError as err:
+    except KernelError as err:
         raise LabError(f"Cannot attach the device program to {group}: "
-                       f"{describe_errno(err.errno or 0)} - is it a cgroup v2 directory?") from None
+                       f"{describe_errno(err.errno)} - is it a cgroup v2 directory?") from None
     finally:
         os.close(fd)
 
@@ -200,8 +188,8 @@ def attached_programs(group: Path) -> list[int]:
     struct.pack_into("<IIIIQI", attr, 0, fd, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids), len(ids))
     try:
         _bpf(BPF_PROG_QUERY, attr)
-    except OSError as err:
-        raise LabError(f"Cannot list the programs of {group}: {describe_errno(err.errno or 0)}.") from None
+    except KernelError as err:
+        raise LabError(f"Cannot list the programs of {group}: {describe_errno(err.errno)}.") from None
     finally:
         os.close(fd)
     count = struct.unpack_from("<I", attr, 24)[0]

@@ -10,12 +10,14 @@ container.log), so the CLI (``python -m labsupport ps``) sees what a notebook
 started. ``run_bundle(DIR)`` runs an OCI bundle, the one ``runc spec`` writes.
 """
 from labsupport.container.runtime import (
+    bundle_plan,
     create,
     create_bundle,
     exec_in,
     inspect,
     kill,
     logs,
+    plan_of,
     ps_table,
     remove,
     run,
@@ -25,10 +27,11 @@ from labsupport.container.runtime import (
     try_escape,
     wait,
 )
+from labsupport.container.observe import observe
 from labsupport.container.spec import load as load_spec
 from labsupport.container.spec import parse as parse_spec
 from labsupport.container.store import list_containers, state
 
-__all__ = ["create", "create_bundle", "exec_in", "inspect", "kill", "list_containers", "load_spec",
-           "logs", "parse_spec", "ps_table", "remove", "run", "run_bundle", "start", "state", "stop",
+__all__ = ["bundle_plan", "create", "create_bundle", "exec_in", "inspect", "kill", "list_containers", "load_spec",
+           "logs", "observe", "parse_spec", "plan_of", "ps_table", "remove", "run", "run_bundle", "start", "state", "stop",
            "try_escape", "wait"]

@@ -2,31 +2,34 @@
 
 labsupport.process has already made the namespaces, set propagation, mounted
 /proc and the bundle's mounts in the new root, and pivoted into it (old root
-detached). What is left is what runc adds on top, in this order - each step
-needs the rights the next one drops:
+detached). What is left is what runc adds on top. The container's plan
+(labsupport.container.plan) orders these steps - each needs the rights the
+next one drops:
 
     /sys (read-only) -> a minimal /dev -> maskedPaths -> readonlyPaths
-    -> read-only root (if asked) -> user -> capabilities -> no_new_privs
-    -> seccomp -> exec
+    -> read-only root (if asked) -> lo up -> ready, wait for the go-ahead
+    -> user -> capabilities -> no_new_privs -> seccomp -> exec
 
-Capabilities have no wrapper in the standard library; capset and prctl are
-called here through ctypes, the one place in the lab that changes them.
+``ACTIONS`` says what each step does; ``run_steps`` takes the plan's steps in
+the plan's order.
+
+Capabilities have no wrapper in the standard library; capset and prctl come
+from the lab's kernel gateway (labsupport.kernel.syscalls).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from labsupport import ownership
 from labsupport.container import seccomp
 from labsupport.container.spec import Spec
 from labsupport.kernel import syscalls
-
-_libc = ctypes.CDLL(None, use_errno=True)
+from labsupport.kernel.errors import LabError
 
 CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
                 "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
@@ -35,10 +38,6 @@ CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", 
                 "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
                 "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
                 "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE")
-_PR_CAPBSET_DROP = 24
-_PR_SET_KEEPCAPS = 8
-_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
-_CAP_VERSION_3 = 0x20080522
 
 #: The device nodes runc creates: (name, char major, minor). Nothing that reaches hardware.
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
@@ -52,7 +51,8 @@ def capability_mask(names: Sequence[str]) -> int:
     for name in names:
         short = name.upper().removeprefix("CAP_")
         if short not in CAPABILITIES:
-            raise ValueError(f"unknown capability {name}")
+            raise LabError(f"There is no capability {name!r}: write names such as CAP_NET_RAW "
+                           "(capabilities(7) lists them).")
         mask |= 1 << CAPABILITIES.index(short)
     return mask
 
@@ -61,37 +61,15 @@ def capability_names(mask: int) -> list[str]:
     return [f"CAP_{name}" for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1]
 
 
-def _prctl(option: int, arg: int, arg3: int = 0) -> None:
-    if _libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
 def drop_capabilities(keep: int) -> None:
     """Bounding set first (PR_CAPBSET_DROP needs CAP_SETPCAP, which we still hold), ambient
     cleared, then effective/permitted/inheritable set to ``keep`` with one capset."""
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     for bit in range(last + 1):
         if not keep >> bit & 1:
-            _prctl(_PR_CAPBSET_DROP, bit)
-    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    header = _CapHeader(_CAP_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for i in (0, 1):
-        word = keep >> (32 * i) & 0xFFFFFFFF
-        data[i].effective = data[i].permitted = data[i].inheritable = word
-    if _libc.capset(ctypes.byref(header), data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"capset: {os.strerror(err)}")
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, bit, what="prctl(PR_CAPBSET_DROP)")
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL, what="prctl(PR_CAP_AMBIENT)")
+    syscalls.capset(keep, keep, keep)
 
 
 def _mount_sys() -> None:
@@ -144,17 +122,82 @@ def _make_readonly(paths: Sequence[str]) -> None:
                            | syscalls.MS_NOEXEC)
 
 
-def prepare_filesystem(spec: Spec) -> None:
-    """Every mount of the container, after pivot_root; none of them reaches the host (private/slave)."""
-    if "user" not in spec.namespaces:
-        # In a user namespace the kernel refuses a new sysfs while the host's has mounts on
-        # top of it it would uncover; the container goes without /sys rather than get the host's.
-        _mount_sys()
-    _minimal_dev(spec)
-    _mask(spec.masked_paths)
-    _make_readonly(spec.readonly_paths)
-    if spec.root_readonly:
-        syscalls.mount(None, "/", None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+@dataclass
+class Inside:
+    """What the container's first process (or an exec'd one) carries through its steps."""
+
+    spec: Spec
+    argv: list[str]
+    log_fd: int = -1    # the container's log, for stdout and stderr (the first process only)
+    ready_w: int = -1   # "ready" goes here ...
+    go_r: int = -1      # ... and the host's go-ahead comes from here
+
+
+def _make_root_readonly(inside: Inside) -> None:
+    syscalls.mount(None, "/", None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+
+
+def _bring_up_lo(inside: Inside) -> None:
+    from labsupport import net  # the shim forked this process with net imported: no cost here
+    net.loopback_up_here()
+
+
+def _wait_for_go(inside: Inside) -> None:
+    """Say "ready" once the mounts are made, then wait while the host side (network, published
+    ports) is set up - so the program never runs without its network."""
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(inside.log_fd, 1)
+    os.dup2(inside.log_fd, 2)
+    os.write(inside.ready_w, b"r")
+    os.close(inside.ready_w)
+    if os.read(inside.go_r, 1) != b"g":
+        os._exit(1)
+    os.close(inside.go_r)
+
+
+def _set_user(inside: Inside) -> None:
+    """setuid would clear the capabilities: KEEPCAPS keeps them for the next step to drop."""
+    spec = inside.spec
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1, what="prctl(PR_SET_KEEPCAPS)")
+    if "user" not in spec.namespaces:  # in one, setgroups is switched off before the maps are written
+        os.setgroups([])
+    os.setresgid(spec.gid, spec.gid, spec.gid)
+    os.setresuid(spec.uid, spec.uid, spec.uid)
+
+
+def _exec(inside: Inside) -> None:
+    try:
+        os.chdir(inside.spec.cwd)
+    except OSError:
+        os.chdir("/")
+    args = inside.argv or list(inside.spec.args)
+    try:
+        os.execvpe(args[0], args, _environment(inside.spec))
+    except OSError as err:
+        os.write(2, f"cannot run {args[0]!r} in the container: {os.strerror(err.errno or 0)}\n".encode())
+        os._exit(127)
+
+
+#: What each of the plan's after-pivot_root steps does (labsupport.container.plan orders them).
+ACTIONS: dict[str, Callable[[Inside], None]] = {
+    "mount /sys read-only": lambda inside: _mount_sys(),
+    "make a minimal /dev": lambda inside: _minimal_dev(inside.spec),
+    "mask paths": lambda inside: _mask(inside.spec.masked_paths),
+    "make paths read-only": lambda inside: _make_readonly(inside.spec.readonly_paths),
+    "make the root read-only": _make_root_readonly,
+    "bring up lo": _bring_up_lo,
+    "say ready, wait for the host's go-ahead": _wait_for_go,
+    "set the user and groups": _set_user,
+    "drop capabilities": lambda inside: drop_capabilities(capability_mask(inside.spec.capabilities)),
+    "set no_new_privs": lambda inside: syscalls.set_no_new_privs(),
+    "install the seccomp filter": lambda inside: seccomp.install(inside.spec.seccomp),  # type: ignore[arg-type]
+    "exec the program": _exec,
+}
+
+#: The steps after the go-ahead: who the process is, then exec. ``docker exec`` takes these too.
+IDENTITY = ("set the user and groups", "drop capabilities", "set no_new_privs",
+            "install the seccomp filter", "exec the program")
 
 
 def _environment(spec: Spec) -> dict[str, str]:
@@ -163,64 +206,27 @@ def _environment(spec: Spec) -> dict[str, str]:
     return env
 
 
-def adopt_identity(spec: Spec) -> None:
-    """User, capabilities, no_new_privs and seccomp of the container's process, in that order:
-    setuid would clear the capabilities (KEEPCAPS keeps them), and a seccomp filter needs
-    no_new_privs (or the CAP_SYS_ADMIN just dropped) - so it comes last, just before exec."""
-    _prctl(_PR_SET_KEEPCAPS, 1)
-    if "user" not in spec.namespaces:  # in one, setgroups is switched off before the maps are written
-        os.setgroups([])
-    os.setresgid(spec.gid, spec.gid, spec.gid)
-    os.setresuid(spec.uid, spec.uid, spec.uid)
-    drop_capabilities(capability_mask(spec.capabilities))
-    if spec.no_new_privileges:
-        syscalls.set_no_new_privs()
-    if spec.seccomp is not None:
-        seccomp.install(spec.seccomp)
+def run_steps(steps: Sequence[str], inside: Inside) -> None:
+    """Take these steps of the plan, in the plan's order; the last one, exec, never returns."""
+    for name in steps:
+        ACTIONS[name](inside)
 
 
-def become_process(spec: Spec, argv: Sequence[str] | None = None) -> None:
-    """The container's identity, then exec: the last steps, shared by start and exec."""
-    adopt_identity(spec)
-    try:
-        os.chdir(spec.cwd)
-    except OSError:
-        os.chdir("/")
-    args = list(argv or spec.args)
-    try:
-        os.execvpe(args[0], args, _environment(spec))
-    except OSError as err:
-        os.write(2, f"cannot run {args[0]!r} in the container: {os.strerror(err.errno or 0)}\n".encode())
-        os._exit(127)
+def run_init(steps: Sequence[str], spec: Spec, log_fd: int, ready_w: int, go_r: int) -> None:
+    """The container's first process, after pivot_root (it runs as labsupport.process's target)."""
+    run_steps(steps, Inside(spec, list(spec.args), log_fd, ready_w, go_r))
 
 
-def run_init(spec: Spec, log_fd: int, ready_w: int, go_r: int) -> None:
-    """The container's first process (runs as labsupport.process's target, after pivot_root).
-
-    It says "ready" once its mounts are made, then waits for the runtime to
-    finish the host side (network, published ports) before exec - so the
-    program never runs without its network.
-    """
-    prepare_filesystem(spec)
-    if "net" in spec.namespaces:
-        from labsupport import net  # the shim forked this process with net imported: no cost here
-        net.loopback_up_here()
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.write(ready_w, b"r")
-    os.close(ready_w)
-    if os.read(go_r, 1) != b"g":
-        os._exit(1)
-    os.close(go_r)
-    become_process(spec)
+def adopt_identity(spec: Spec, steps: Sequence[str]) -> None:
+    """User, capabilities, no_new_privs and seccomp - the plan's identity steps without exec."""
+    run_steps([name for name in steps if name in IDENTITY and name != "exec the program"],
+              Inside(spec, []))
 
 
-def run_exec(spec: Spec, argv: Sequence[str]) -> None:
-    """A process joining a running container (``docker exec``): same user, caps and no_new_privs."""
+def run_exec(spec: Spec, steps: Sequence[str], argv: Sequence[str]) -> None:
+    """A process joining a running container (``docker exec``): the plan's identity steps, then exec."""
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(sys.stdout.fileno(), 1)
     os.dup2(sys.stderr.fileno(), 2)
-    become_process(spec, argv)
+    run_steps([name for name in steps if name in IDENTITY], Inside(spec, list(argv)))

@@ -1,15 +1,14 @@
-"""runc, the runtime under Docker: each step of this lab as the config.json field that asks for it.
+"""runc, the runtime under Docker, run side by side with the lab's own.
 
 Docker hands a container to containerd, which writes an OCI bundle - a root
 directory and a config.json - and runs runc on it. Every field of that file
-names something the notebooks did by hand. The mapping lives here, once, so
-Appendix A's table and its side-by-side view come from the same data.
+names something the notebooks did by hand; which step each field asks for is
+in the lab's own plan of the container (labsupport.container.plan).
 """
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,45 +18,6 @@ from labsupport.kernel.errors import LabError
 from labsupport.kernel.tables import Table
 from labsupport.namespaces import rootfs
 from labsupport.process import CommandResult, run_command
-
-
-@dataclass(frozen=True)
-class Step:
-    notebook: str
-    lab: str            # what the lab did, as a learner typed it
-    field: str          # the config.json field, as a dotted path
-    docker: str         # the docker command (or flag) that leads to it
-
-
-STEPS: tuple[Step, ...] = (
-    Step("01", "run_command(argv, root=myroot)", "root.path", "docker run IMAGE (the image's unpacked layers)"),
-    Step("05", "pivot=True (pivot_root, not chroot)", "root.path + linux.namespaces[mount]", "always: runc pivots"),
-    Step("02", "namespaces=['uts'], hostname='box'", "hostname + linux.namespaces[uts]", "docker run --hostname box"),
-    Step("03", "namespaces=['ipc']", "linux.namespaces[ipc]", "default; --ipc=host shares the host's"),
-    Step("03", "enter=PID, enter_namespaces=['ipc']", "linux.namespaces[ipc].path", "docker run --ipc=container:NAME"),
-    Step("04", "namespaces=['pid'], mount_proc=True", "linux.namespaces[pid] + mounts[/proc]", "default; --pid=host"),
-    Step("04", "a PID 1 that handles SIGTERM", "process.args", "docker run --init (tini as PID 1)"),
-    Step("05", "mounts.tmpfs(...)", "mounts[type=tmpfs]", "docker run --tmpfs /run"),
-    Step("05", "mounts.bind(src, dst, read_only=True)", "mounts[options=rbind,ro]", "docker run -v src:dst:ro"),
-    Step("05", "propagation='slave'", "linux.rootfsPropagation", "docker run -v ...:rslave"),
-    Step("06", "net.create_namespace() + net.plug(...)", "linux.namespaces[network]", "default bridge network (docker0)"),
-    Step("06", "portproxy.publish(ns, 80, 8080)", "(not runc: Docker's proxy / iptables)", "docker run -p 127.0.0.1:8080:80"),
-    Step("07", "namespaces=['user'], uid_map='0 100000 65536'", "linux.uidMappings / gidMappings", "dockerd --userns-remap"),
-    Step("07", "capabilities inside vs outside", "process.capabilities", "docker run --cap-drop / --cap-add"),
-    Step("08", "group.limit_memory('32M')", "linux.resources.memory.limit", "docker run --memory 32m"),
-    Step("08", "group.limit_cpu('50%')", "linux.resources.cpu.quota / period", "docker run --cpus 0.5"),
-    Step("08", "group.weight_cpu(300)", "linux.resources.cpu.shares", "docker run --cpu-shares 3072"),
-    Step("08", "group.limit_pids(10)", "linux.resources.pids.limit", "docker run --pids-limit 10"),
-    Step("08", "group.deny_device('/dev/null')", "linux.resources.devices", "docker run --device-cgroup-rule"),
-    Step("08", "cgroups.create(name)", "linux.cgroupsPath", "docker run --cgroup-parent"),
-    Step("09", "overlayfs lower/upper/work", "(not runc: containerd's snapshotter)", "docker pull / docker build"),
-)
-
-
-def steps_table() -> Table:
-    return Table(["notebook", "in this lab", "runc config.json field", "Docker"],
-                 [(s.notebook, s.lab, s.field, s.docker) for s in STEPS],
-                 "Each step of the lab, as runc and Docker ask for it")
 
 
 def available() -> bool:

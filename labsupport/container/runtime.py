@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from labsupport import ownership, process
 from labsupport.container import hardening, shim, store
+from labsupport.container import plan as plans
 from labsupport.container import seccomp as seccomp_profiles
 from labsupport.container import spec as specs
 from labsupport.container.spec import Spec
@@ -251,6 +252,17 @@ def start(ref: str, timeout: float = 20) -> dict[str, Any]:
                    f"see {directory / 'shim.log'}.")
 
 
+def plan_of(ref: str) -> plans.Plan:
+    """The plan a container runs (or ran): its steps in order, each with what asks for it."""
+    return shim.container_plan(store.state(ref), store.load_spec(ref))
+
+
+def bundle_plan(bundle: str | os.PathLike) -> plans.Plan:
+    """The plan the lab would run for an OCI bundle (``runc run --bundle DIR``), nothing started;
+    a bundle that asks for a terminal is drawn as it would run detached (the lab has none)."""
+    return plans.plan(specs.load(bundle, detached=True))
+
+
 def _start_or_remove(container_id: str) -> str:
     """Start a just-created container; a failed start leaves nothing."""
     try:
@@ -291,7 +303,8 @@ def exec_in(ref: str, command: Sequence[str], timeout: float = 30) -> process.Co
     from labsupport.cgroups import api
     procs = api.open_group(current["cgroup"]).procs_files if current.get("cgroup") else []
     iso = process.Isolation.make(enter=current["pid"], cgroup_procs=procs)
-    child = process.Child(lambda: hardening.run_exec(spec, list(command)), iso)
+    steps = shim.container_plan(current, spec).names(plans.AFTER_PIVOT)
+    child = process.Child(lambda: hardening.run_exec(spec, steps, list(command)), iso)
     code = child.wait(timeout)
     outcome = child.outcome()
     if outcome is not None and outcome[0] == "error":
@@ -300,10 +313,10 @@ def exec_in(ref: str, command: Sequence[str], timeout: float = 30) -> process.Co
                                  time.monotonic() - child.started)
 
 
-def _escape_as_container(spec: Spec, marker: str) -> tuple[list[str], str | None]:
+def _escape_as_container(spec: Spec, steps: list[str], marker: str) -> tuple[list[str], str | None]:
     from labsupport.namespaces import chroot
-    hardening.adopt_identity(spec)
-    return chroot._classic_escape(marker)
+    hardening.adopt_identity(spec, steps)
+    return chroot.classic_escape(marker)
 
 
 def try_escape(ref: str, marker: str | os.PathLike) -> chroot.EscapeOutcome:
@@ -311,7 +324,9 @@ def try_escape(ref: str, marker: str | os.PathLike) -> chroot.EscapeOutcome:
     capabilities - CAP_SYS_CHROOT among them): pivot_root left no old root to climb to."""
     from labsupport.namespaces import chroot  # imported when used: the CLI's start-up stays short
     current = _running(ref)
-    seen, text = process.run_function(_escape_as_container, store.load_spec(ref), str(marker),
+    spec = store.load_spec(ref)
+    steps = shim.container_plan(current, spec).names(plans.AFTER_PIVOT)
+    seen, text = process.run_function(_escape_as_container, spec, steps, str(marker),
                                       enter=current["pid"])
     return chroot.EscapeOutcome(f"lab container {current['name']}", seen, str(marker), text)
 

@@ -17,11 +17,14 @@ import select
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from labsupport import cgroups, net, ownership, process
 from labsupport.container import hardening, store
+from labsupport.container import plan as plans
+from labsupport.container.plan import Plan
 from labsupport.container.spec import Spec
 from labsupport.kernel import hoststate, syscalls
 from labsupport.kernel.errors import LabError
@@ -48,18 +51,6 @@ def _cgroup(container_id: str, spec: Spec) -> Any:
     for device, (read, write) in res.io.items():
         group.limit_io(device, read, write)
     return group
-
-
-def _root_mounts(spec: Spec) -> list[process.RootMount]:
-    """What must be mounted in the root from the host's side, before pivot_root: the
-    bundle's mounts, and - in a user namespace, where no device node can be made - a
-    /dev with the host's six harmless devices bound in, as rootless runc does."""
-    mounts = [process.RootMount(m.destination, m.source if m.type == "bind" else None,
-                                "ro" in m.options) for m in spec.mounts]
-    if "user" in spec.namespaces:
-        mounts.insert(0, process.RootMount("/dev"))
-        mounts[1:1] = [process.RootMount(f"/dev/{name}", f"/dev/{name}") for name, _, _ in hardening.DEVICES]
-    return mounts
 
 
 def _running_peers(me: str) -> list[dict[str, Any]]:
@@ -121,10 +112,10 @@ def refresh_hosts() -> None:
 
 
 def _network(directory: Path, pid: int) -> dict[str, Any]:
-    """Name the container's network namespace, plug it into the lab bridge, publish its ports.
+    """Name the container's network namespace and plug it into the lab bridge.
 
     Each piece is written to state.json as soon as it exists, so a failure
-    half-way (a host port in use) can still be undone.
+    half-way can still be undone.
     """
     state = store.write_state(directory, netns=net.attach_namespace(pid, f"labc{directory.name[:8]}"))
     with _bridge_lock():
@@ -133,12 +124,16 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
         address = _free_address(state["id"])
         net.plug(state["netns"], BRIDGE, f"{address}/{SUBNET.prefixlen}")
         state = store.write_state(directory, address=address)
+    return state
+
+
+def _publish(state: dict[str, Any]) -> None:
     from labsupport.net import (
         publish as portproxy,  # asyncio: imported only by containers that publish
     )
+
     for host_address, host_port, port in state.get("publish", []):
         portproxy.publish(state["netns"], port, host_port, host_address)
-    return state
 
 
 def _undo_network(state: dict[str, Any]) -> None:
@@ -166,45 +161,108 @@ def _undo_network(state: dict[str, Any]) -> None:
                 pass
 
 
-def _start_child(directory: Path, spec: Spec, group: Any) -> tuple[process.Child, int, int]:
-    """Fork the container; returns once its mounts are made and it waits for the go-ahead:
-    the child (the container's PID 1), the go pipe, and a pipe that ends when it execs."""
-    log_fd = os.open(directory / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-    # With a user namespace the PID namespace must belong to it, or /proc could not be mounted
-    # inside: then the child makes both and forks once more (labsupport.process's way).
-    pid_here = "pid" in spec.namespaces and "user" not in spec.namespaces
-    namespaces = set(spec.namespaces) - ({"pid"} if pid_here else set())
-    iso = process.Isolation.make(
-        namespaces=sorted(namespaces), root=spec.root, pivot="mnt" in namespaces,
-        hostname=spec.hostname if "uts" in namespaces else None,
-        mount_proc="mnt" in namespaces, uid_map=spec.uid_map, gid_map=spec.gid_map,
-        propagation="slave" if "mnt" in namespaces else "private",
-        cgroup_procs=() if pid_here else group.procs_files, root_mounts=_root_mounts(spec))
-    with _children_in_new_pid_namespace(pid_here):
-        child = process.Child(lambda: hardening.run_init(spec, log_fd, ready_w, go_r), iso)
-    for fd in [log_fd, ready_w, go_r, exec_w]:
-        os.close(fd)
-    if pid_here:
-        # Moved from here, while it mounts: joining a cgroup waits for an RCU grace period
-        # (about 10 ms), and the two overlap. It cannot exec before "go", which comes after.
-        # (Where the child forks again - a user namespace - it joins itself, before that fork.)
-        try:
-            group.add(child.pid)
-        except LabError:
-            pass  # it ended already: its own error is read below
-    if not select.select([ready_r], [], [], 15)[0] or os.read(ready_r, 1) != b"r":
+@dataclass
+class _Run:
+    """One container on its way up: what the host steps share."""
+
+    directory: Path
+    spec: Spec
+    plan: Plan
+    group: Any = None
+    own_pid_ns: int = -1      # the shim's PID namespace, while it makes one for its next child
+    child: process.Child | None = None
+    pid: int = 0
+    ready_r: int = -1
+    go_w: int = -1
+    exec_r: int = -1
+
+
+def _create_cgroup(run: _Run) -> None:
+    run.group = _cgroup(run.directory.name, run.spec)
+    store.write_state(run.directory, cgroup=run.group.name)
+
+
+def _make_pid_namespace(run: _Run) -> None:
+    """unshare(CLONE_NEWPID) moves only the caller's future children: the next child forked
+    here is PID 1 of a new PID namespace, with no process between. The kernel then refuses
+    the shim any new *thread* - and the network code needs one - so the fork goes back."""
+    run.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    syscalls.unshare(syscalls.CLONE_NEWPID)
+
+
+def _fork_first_process(run: _Run) -> None:
+    """Fork the container; it takes the plan's steps up to "ready", then waits for the go-ahead."""
+    spec, plan = run.spec, run.plan
+    log_fd = os.open(run.directory / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    run.ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    go_r, run.go_w = os.pipe2(os.O_CLOEXEC)
+    run.exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+    iso = plans.isolation(spec, run.group.procs_files)
+    if process.steps_for(iso) != plan.names(plans.BEFORE_PIVOT):
+        raise LabError("The container's plan and the child runner disagree on the steps before "
+                       "pivot_root: this is a bug in the lab.")
+    inside = plan.names(plans.AFTER_PIVOT)
+    try:
+        run.child = process.Child(lambda: hardening.run_init(inside, spec, log_fd, ready_w, go_r), iso)
+    finally:
+        if run.own_pid_ns >= 0:
+            syscalls.setns(run.own_pid_ns, syscalls.CLONE_NEWPID, "/proc/self/ns/pid")
+            os.close(run.own_pid_ns)
+            run.own_pid_ns = -1
+        for fd in [log_fd, ready_w, go_r, exec_w]:
+            os.close(fd)
+
+
+def _move_into_cgroup(run: _Run) -> None:
+    # While the child mounts: joining a cgroup waits for an RCU grace period (about 10 ms),
+    # and the two overlap. It cannot exec before "go", which comes after.
+    try:
+        run.group.add(run.child.pid)  # type: ignore[union-attr]
+    except LabError:
+        pass  # it ended already: its own error is read when it is not ready
+
+
+def _wait_until_ready(run: _Run) -> None:
+    child = run.child
+    assert child is not None
+    ready = select.select([run.ready_r], [], [], 15)[0] and os.read(run.ready_r, 1) == b"r"
+    os.close(run.ready_r)
+    if not ready:
         child.kill()
         child.wait(5)
         outcome = child.outcome()
-        os.close(ready_r)
-        os.close(exec_r)
         raise outcome[1] if outcome and outcome[0] == "error" else \
             LabError(f"The container's first process ended before it was ready: {child.stderr.strip()}")
-    os.close(ready_r)
-    return child, go_w, exec_r
+    run.pid = _init_pid(child)
+    store.write_state(run.directory, pid=run.pid, group=child.pid)
+
+
+def _plug_in(run: _Run) -> None:
+    _network(run.directory, run.pid)
+    _update_hosts(store.read_state(run.directory))
+
+
+def _give_go_ahead(run: _Run) -> None:
+    """Then wait until PID 1 runs its program: the only other copy of the exec pipe's write
+    end is closed by exec (or by the process ending, when its exec failed: the log says why)."""
+    os.write(run.go_w, b"g")
+    os.close(run.go_w)
+    select.select([run.exec_r], [], [], 10)
+    os.close(run.exec_r)
+    store.write_state(run.directory, status="running", started=time.time())
+
+
+#: What each of the plan's host steps does (labsupport.container.plan orders them).
+HOST_ACTIONS: dict[str, Callable[[_Run], None]] = {
+    "create the cgroup and set its limits": _create_cgroup,
+    "make a PID namespace for the next child": _make_pid_namespace,
+    "fork the container's first process": _fork_first_process,
+    "move the first process into the cgroup": _move_into_cgroup,
+    "wait until it is ready": _wait_until_ready,
+    "plug into the lab bridge, with an address and /etc/hosts": _plug_in,
+    "publish ports on the host": lambda run: _publish(store.read_state(run.directory)),
+    "give the go-ahead": _give_go_ahead,
+}
 
 
 def _init_pid(child: process.Child) -> int:
@@ -215,66 +273,33 @@ def _init_pid(child: process.Child) -> int:
     return int(Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()[0])
 
 
-@contextmanager
-def _children_in_new_pid_namespace(wanted: bool) -> Iterator[None]:
-    """The next child forked here is PID 1 of a new PID namespace, with no process between.
-
-    unshare(CLONE_NEWPID) moves only the caller's future children; the shim
-    (single-threaded, one container) can afford that. The kernel then refuses
-    the caller any new *thread* (they must share its PID namespace) - and the
-    network code needs one - so the shim goes back to its own afterwards.
-    """
-    if not wanted:
-        yield
-        return
-    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        syscalls.unshare(syscalls.CLONE_NEWPID)
-        yield
-    finally:
-        syscalls.setns(own, syscalls.CLONE_NEWPID, "/proc/self/ns/pid")
-        os.close(own)
-
-
-def _wait_for_exec(exec_r: int, seconds: float = 10) -> None:
-    """Until PID 1 runs its program: the only other copy of the pipe's write end is
-    closed by exec (or by the process ending, when its exec failed: the log says why)."""
-    select.select([exec_r], [], [], seconds)
-    os.close(exec_r)
+def container_plan(state: dict[str, Any], spec: Spec) -> Plan:
+    """The plan of the container a state.json describes."""
+    return plans.plan(spec, state.get("network", "bridge"), publish=bool(state.get("publish")))
 
 
 def supervise(directory: Path, report_w: int) -> int:
-    """Run the container to its end; one byte on ``report_w`` once it runs (or failed to)."""
+    """Run the container's plan, then the container to its end; one byte on ``report_w``
+    once it runs (or failed to)."""
     state = store.write_state(directory, shim_pid=os.getpid())
-    container_id = state["id"]
-    spec = store.load_spec(container_id)
-    child = None
+    spec = store.load_spec(state["id"])
+    run = _Run(directory, spec, container_plan(state, spec))
     try:
-        group = _cgroup(container_id, spec)
-        store.write_state(directory, cgroup=group.name)
-        child, go_w, exec_r = _start_child(directory, spec, group)
-        pid = _init_pid(child)
-        store.write_state(directory, pid=pid, group=child.pid)
-        if "net" in spec.namespaces and state.get("network", "bridge") == "bridge":
-            _network(directory, pid)
-            _update_hosts(store.read_state(directory))
-        os.write(go_w, b"g")
-        os.close(go_w)
-        _wait_for_exec(exec_r)
-        store.write_state(directory, status="running", started=time.time())
+        for name in run.plan.names(plans.HOST):
+            HOST_ACTIONS[name](run)
         _report(report_w)
-        code = child.wait(None)
+        code = run.child.wait(None)  # type: ignore[union-attr]
         undo_host_side(store.read_state(directory))
         store.write_state(directory, status="exited", exit_code=code)
         return 0
     except BaseException as err:  # noqa: BLE001 - the starter reads the reason from state.json
-        if child is not None:
-            child.kill()
-            child.wait(5)
+        if run.child is not None:
+            run.child.kill()
+            run.child.wait(5)
         # The host side goes first: "exited" tells the starter it may remove the directory.
         undo_host_side(store.read_state(directory))
         store.write_state(directory, status="exited", error=str(err) if isinstance(err, LabError)
-                            else f"The container could not start: {err!r}")
+                          else f"The container could not start: {err!r}")
         _report(report_w)
         return 1
 

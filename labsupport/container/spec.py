@@ -9,9 +9,11 @@ false (this runtime has no terminal: output goes to the container's log).
 
 Accepted on purpose but not acted on, because runc's defaults for them
 change nothing a learner would notice here: ``process.rlimits`` (only
-RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal) and
+RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal),
 ``linux.resources.devices`` (deny-all; the runtime's /dev holds only six
-harmless nodes). ``linux.seccomp`` is taken as a deny-list (see
+harmless nodes), and ``linux.cgroupsPath`` (the lab always puts a container's
+group at <hierarchy>/lab/lab<id>: a bundle's path could name a group the lab
+does not own). ``linux.seccomp`` is taken as a deny-list (see
 labsupport.container.seccomp); an allow-list is refused. Refused by name: sysctl,
 apparmor/selinux, blockIO weights and IOPS caps (its bandwidth caps are
 used), namespace paths, mount types other than tmpfs and bind.
@@ -132,6 +134,25 @@ class Spec:
         if self.hostname:
             out["hostname"] = self.hostname
         return out
+
+
+def accepts(field: str) -> bool:
+    """Does ``parse`` take this dotted config.json field (``linux.resources.memory``, ``mounts``)?
+
+    The plan names the field behind each of its steps; this is how a test holds
+    those names to what the parser really reads.
+    """
+    parts = field.replace("[", ".").split(".")
+    known: dict[str, set[str]] = {"": _KNOWN_TOP, "process": _KNOWN_PROCESS, "linux": _KNOWN_LINUX,
+                                  "root": {"path", "readonly"}, "linux.resources": _KNOWN_RESOURCES}
+    path = ""
+    for part in parts[:3]:
+        if path not in known:
+            return True  # below what the parser checks by name (e.g. linux.resources.memory.limit)
+        if part not in known[path]:
+            return False
+        path = f"{path}.{part}" if path else part
+    return True
 
 
 def _type(value: Any, kind: type | tuple[type, ...], where: str, words: str) -> Any:
@@ -306,8 +327,9 @@ def _mounts(entries: Any) -> list[Mount]:
     return mounts
 
 
-def load(bundle: str | os.PathLike) -> Spec:
-    """Read DIR/config.json, as ``runc run --bundle DIR`` would."""
+def load(bundle: str | os.PathLike, detached: bool = False) -> Spec:
+    """Read DIR/config.json, as ``runc run --bundle DIR`` would; ``detached`` reads it as
+    ``runc run --detach`` with no terminal would (``runc spec`` asks for one by default)."""
     path = Path(bundle) / "config.json"
     try:
         data = json.loads(path.read_text())
@@ -315,6 +337,8 @@ def load(bundle: str | os.PathLike) -> Spec:
         raise LabError(f"There is no config.json in {bundle}: write one with `runc spec`.") from None
     except json.JSONDecodeError as err:
         raise LabError(f"{path} is not valid JSON (line {err.lineno}): fix the file.") from None
+    if detached and isinstance(data, dict) and isinstance(data.get("process"), dict):
+        data["process"]["terminal"] = False
     spec = parse(data)
     if not os.path.isabs(spec.root):
         spec.root = str((Path(bundle) / spec.root).resolve())

@@ -14,6 +14,16 @@ class LabError(Exception):
     """A problem the learner can fix, described in one sentence."""
 
 
+class KernelError(LabError):
+    """A system call the kernel refused: the sentence, plus the call and its errno for code
+    that explains it further (the BPF verifier's log, a probe's stage)."""
+
+    def __init__(self, sentence: str, call: str = "", errno: int = 0) -> None:
+        super().__init__(sentence)
+        self.call = call
+        self.errno = errno
+
+
 def describe_errno(err: int) -> str:
     """``EPERM`` -> ``'Operation not permitted (EPERM)'``."""
     name = errno.errorcode.get(err, f"errno {err}")

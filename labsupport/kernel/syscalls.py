@@ -1,10 +1,13 @@
 """The lab's one gateway to the kernel calls Python does not wrap.
 
 Python 3.11 has no ``os.unshare``/``os.setns`` (they arrive in 3.12) and no
-Python has mount, umount2 or pivot_root, so these are thin ctypes calls into
-libc. Each one turns a failing errno into a ``LabError`` that names the call,
-the path and what the error usually means, so a learner never sees a ctypes
-traceback.
+Python has mount, umount2, pivot_root, capset or bpf, so these are thin
+ctypes calls into libc - through one handle, ``LIBC``, the only one the lab
+opens. Each one turns a failing errno into a ``KernelError`` (a ``LabError``)
+that names the call, the path and what the error usually means, so a learner
+never sees a ctypes traceback. System calls that libc does not wrap are made
+by number, and the numbers differ per architecture: ``number`` knows them for
+x86_64 and aarch64 and says so plainly anywhere else.
 """
 from __future__ import annotations
 
@@ -12,10 +15,32 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import platform
 
-from labsupport.kernel.errors import LabError, describe_errno
+from labsupport.kernel.errors import KernelError, LabError, describe_errno
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+#: The C library: the one handle every ctypes call of the lab goes through.
+LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+#: mq_* live in librt (glibc folded them into libc in 2.34; librt still exports them).
+LIBRT = ctypes.CDLL(ctypes.util.find_library("rt") or "librt.so.1", use_errno=True)
+_libc = LIBC
+
+#: System calls the lab makes by number (libc has no wrapper), per architecture:
+#: <asm/unistd_64.h> on x86_64, the generic table of <asm-generic/unistd.h> on aarch64.
+SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
+    "x86_64": {"pivot_root": 155, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "bpf": 280},
+}
+
+
+def number(call: str, machine: str | None = None) -> int:
+    """The number of a system call on this machine's architecture - never a wrong one."""
+    machine = machine or platform.machine()
+    table = SYSCALL_NUMBERS.get(machine)
+    if table is None:
+        raise LabError(f"The lab knows system call numbers for {' and '.join(SYSCALL_NUMBERS)}, "
+                       f"not for {machine}: run it on one of those.")
+    return table[call]
 
 # Namespace flags, as in <linux/sched.h>.
 CLONE_NEWNS = 0x00020000
@@ -61,7 +86,6 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 
-_SYS_PIVOT_ROOT = 155  # x86_64; libc has no wrapper
 
 # What an errno usually means for each call, in a learner's words.
 _HINTS: dict[tuple[str, int], str] = {
@@ -94,17 +118,22 @@ _HINTS: dict[tuple[str, int], str] = {
 }
 
 
-def _fail(call: str, err: int, subject: str) -> LabError:
-    """Build the one-sentence error for a failed call."""
-    hint = _HINTS.get((call, err))
+def fail(call: str, err: int, subject: str = "", hint: str | None = None) -> KernelError:
+    """The one-sentence error for a failed call: what, on what, why, and what it usually means."""
+    hint = hint or _HINTS.get((call, err))
     where = f" on {subject}" if subject else ""
     text = f"{call}{where} failed: {describe_errno(err)}"
-    return LabError(f"{text} - {hint}." if hint else f"{text}.")
+    return KernelError(f"{text} - {hint}." if hint else f"{text}.", call, err)
 
 
-def _check(result: int, call: str, subject: str = "") -> None:
+def check(result: int, call: str, subject: str = "") -> int:
+    """A libc call's result, or - when it is -1 - the KernelError its errno stands for."""
     if result == -1:
-        raise _fail(call, ctypes.get_errno(), subject)
+        raise fail(call, ctypes.get_errno(), subject)
+    return result
+
+
+_fail, _check = fail, check
 
 
 def _b(path: str | os.PathLike | None) -> bytes | None:
@@ -163,7 +192,7 @@ def pivot_root(new_root: str | os.PathLike, put_old: str | os.PathLike) -> None:
     Unlike chroot it changes the root of the whole mount namespace, so the old
     root can then be unmounted and nothing is left to escape back to.
     """
-    result = _libc.syscall(ctypes.c_long(_SYS_PIVOT_ROOT), _b(new_root), _b(put_old))
+    result = _libc.syscall(ctypes.c_long(number("pivot_root")), _b(new_root), _b(put_old))
     _check(result, "pivot_root", os.fspath(new_root))
 
 
@@ -228,3 +257,46 @@ def set_seccomp_filter(program: bytes) -> None:
 def set_no_new_privs() -> None:
     """Forbid gaining privileges through exec (setuid binaries, file caps)."""
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl")
+
+
+# -- capabilities ----------------------------------------------------------------
+
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+_CAP_VERSION_3 = 0x20080522
+
+
+def prctl(option: int, arg: int = 0, arg3: int = 0, what: str = "prctl") -> None:
+    """prctl(2) with whole-number arguments (keep capabilities, drop one from the bounding set ...)."""
+    check(_libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), 0, 0), what)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2): this thread's three capability sets, as 64-bit masks (two 32-bit words each)."""
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        data[i].effective = effective >> (32 * i) & 0xFFFFFFFF
+        data[i].permitted = permitted >> (32 * i) & 0xFFFFFFFF
+        data[i].inheritable = inheritable >> (32 * i) & 0xFFFFFFFF
+    check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+# -- bpf -------------------------------------------------------------------------
+
+def bpf(command: int, attr: ctypes.Array, size: int) -> int:
+    """bpf(2): ``attr`` is the union bpf_attr, packed by the caller; returns what the call returns."""
+    result = _libc.syscall(ctypes.c_long(number("bpf")), ctypes.c_int(command), attr, ctypes.c_uint(size))
+    if result < 0:
+        raise fail("bpf", ctypes.get_errno())
+    return result

@@ -7,7 +7,7 @@ read field by field.
 
 Everything touched lives in lab scratch directories (``ownership.temp_dir``),
 so ``python -m labsupport clean`` removes it even when a cell failed half-way.
-Code that runs *inside* a root (``_look_around``, ``_classic_escape``) runs in
+Code that runs *inside* a root (``_look_around``, ``classic_escape``) runs in
 a forked copy of this Python: it may only use modules already imported here.
 """
 from __future__ import annotations
@@ -273,7 +273,7 @@ def write_host_marker() -> Path:
     return marker
 
 
-def _classic_escape(marker: str) -> tuple[list[str], str | None]:
+def classic_escape(marker: str) -> tuple[list[str], str | None]:
     """Runs as root inside a root: break out, then try to read ``marker`` (a host path).
 
     chroot() changes the root but not the working directory. So: chroot into
@@ -298,11 +298,11 @@ def _classic_escape(marker: str) -> tuple[list[str], str | None]:
 def try_escape(root: str | os.PathLike, marker: str | os.PathLike, pivot: bool = False) -> EscapeOutcome:
     """Run the classic escape inside ``root``: chrooted, or pivot_root-ed in a mount namespace."""
     if pivot:
-        seen, text = process.run_function(_classic_escape, str(marker), root=root,
+        seen, text = process.run_function(classic_escape, str(marker), root=root,
                                           namespaces=["mnt"], pivot=True)
         how = "pivot_root + mount namespace"
     else:
-        seen, text = process.run_function(_classic_escape, str(marker), root=root)
+        seen, text = process.run_function(classic_escape, str(marker), root=root)
         how = "chroot"
     return EscapeOutcome(how, seen, str(marker), text)
 

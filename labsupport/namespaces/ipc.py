@@ -7,8 +7,8 @@ not there in another, even under the same key. (POSIX *shared memory* is
 different: it is files in the tmpfs on /dev/shm, so the mount namespace,
 not the IPC namespace, decides who sees it.)
 
-Python has none of these calls, so they are thin ctypes calls here. Every
-function takes ``inside=PID`` to act in that process's IPC namespace instead
+Python has none of these calls; the kernel gateway makes them
+(labsupport.kernel.sysv). Every function here takes ``inside=PID`` to act in that process's IPC namespace instead
 of ours: it then runs in a child that joined the namespace (setns), so a
 Jupyter kernel never changes its own.
 
@@ -17,55 +17,19 @@ Everything the lab makes carries a lab-owned key (``ownership.IPC_KEYS``) or a
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import os
 import secrets
 from typing import Any, Callable, Sequence
 
 from labsupport import ownership, process
-from labsupport.kernel import hoststate
-from labsupport.kernel.errors import LabError, describe_errno
+from labsupport.kernel import hoststate, sysv
+from labsupport.kernel.errors import LabError
 from labsupport.kernel.hoststate import IpcObject
 from labsupport.kernel.tables import Table
 from labsupport.process import residue
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-# mq_* live in librt (glibc folded them into libc in 2.34; librt still exports them).
-_librt = ctypes.CDLL(ctypes.util.find_library("rt"), use_errno=True)
-
-_libc.shmat.restype = ctypes.c_void_p
-_libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-_libc.shmdt.argtypes = [ctypes.c_void_p]
-_librt.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
-
-# <sys/ipc.h>, <fcntl.h>
-IPC_CREAT = 0o1000
-IPC_EXCL = 0o2000
-IPC_NOWAIT = 0o4000
-IPC_RMID = 0
-_MODE = 0o600
-_SHM_SIZE = 4096
-_MSG_TYPE = 1
-
 #: The prefix of every POSIX queue the lab makes (``clean`` removes /lab*).
 QUEUE_PREFIX = f"/{ownership.PREFIX}"
-
-
-class _Message(ctypes.Structure):
-    """struct msgbuf: a type, then the text (our messages fit in 256 bytes)."""
-
-    _fields_ = [("mtype", ctypes.c_long), ("mtext", ctypes.c_char * 256)]
-
-
-def _fail(call: str, subject: str) -> LabError:
-    err = ctypes.get_errno()
-    why = {errno.EEXIST: "it already exists in this IPC namespace: pick another key or name",
-           errno.ENOENT: "there is no such object in this IPC namespace",
-           errno.EINVAL: "the key, name or size is not valid (a POSIX name is /name, "
-                         "with no other slash)"}.get(err)
-    return LabError(f"{call} for {subject} failed: {describe_errno(err)}" + (f" - {why}." if why else "."))
 
 
 # -- keys and names -------------------------------------------------------------
@@ -113,98 +77,37 @@ def _run(func: Callable[..., Any], *args: Any, inside: int | None) -> Any:
     return process.run_function(func, *args, enter=inside, enter_namespaces=["ipc"])
 
 
-def _make_shm(key: int, text: str) -> int:
-    ident = _libc.shmget(ctypes.c_int(key), ctypes.c_size_t(_SHM_SIZE), IPC_CREAT | IPC_EXCL | _MODE)
-    if ident == -1:
-        raise _fail("shmget", f"key {_key_text(key)}")
-    if text:
-        address = _libc.shmat(ident, None, 0)
-        if address in (None, ctypes.c_void_p(-1).value):
-            raise _fail("shmat", f"key {_key_text(key)}")
-        data = text.encode()[:_SHM_SIZE - 1]
-        ctypes.memmove(address, data + b"\0", len(data) + 1)
-        _libc.shmdt(ctypes.c_void_p(address))
-    return ident
-
-
-def _read_shm(key: int) -> str:
-    ident = _libc.shmget(ctypes.c_int(key), ctypes.c_size_t(0), 0)
-    if ident == -1:
-        raise _fail("shmget", f"key {_key_text(key)}")
-    address = _libc.shmat(ident, None, 0)
-    if address in (None, ctypes.c_void_p(-1).value):
-        raise _fail("shmat", f"key {_key_text(key)}")
-    try:
-        return ctypes.string_at(address).decode(errors="replace")
-    finally:
-        _libc.shmdt(ctypes.c_void_p(address))
-
-
-def _make_msg(key: int, text: str) -> int:
-    ident = _libc.msgget(ctypes.c_int(key), IPC_CREAT | IPC_EXCL | _MODE)
-    if ident == -1:
-        raise _fail("msgget", f"key {_key_text(key)}")
-    if text:
-        data = text.encode()[:255]
-        message = _Message(_MSG_TYPE, data)
-        if _libc.msgsnd(ident, ctypes.byref(message), ctypes.c_size_t(len(data)), IPC_NOWAIT) == -1:
-            raise _fail("msgsnd", f"key {_key_text(key)}")
-    return ident
-
-
-def _make_mqueue(name: str, text: str) -> None:
-    fd = _librt.mq_open(name.encode(), os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE, None)
-    if fd == -1:
-        raise _fail("mq_open", name)
-    try:
-        if text and _librt.mq_send(fd, text.encode(), ctypes.c_size_t(len(text.encode())), 0) == -1:
-            raise _fail("mq_send", name)
-    finally:
-        _librt.mq_close(fd)
-
-
-def _remove(kind: str, name: str, ident: int) -> None:
-    if kind == "mqueue":
-        if _librt.mq_unlink(name.encode()) == -1:
-            raise _fail("mq_unlink", name)
-        return
-    control = {"shm": _libc.shmctl, "msg": _libc.msgctl, "sem": _libc.semctl}[kind]
-    args = (ident, IPC_RMID, None) if kind != "sem" else (ident, 0, IPC_RMID)
-    if control(*args) == -1:
-        raise _fail(f"{kind}ctl(IPC_RMID)", f"id {ident}")
-
-
 # -- the learner's functions -------------------------------------------------------
 
 def make_shared_memory(key: int | None = None, text: str = "", inside: int | None = None) -> IpcObject:
     """A SysV shared memory segment (one page) holding ``text``, on the host or ``inside``."""
     key = _checked_key(key)
-    ident = _run(_make_shm, key, text, inside=inside)
+    ident = _run(sysv.make_shm, key, text, inside=inside)
     return IpcObject("shm", _key_text(key), ident, f"made {_where(inside)}")
 
 
 def read_shared_memory(key: int, inside: int | None = None) -> str:
     """The text in the segment with this key, as a process in that IPC namespace attaches it."""
-    return _run(_read_shm, _checked_key(key), inside=inside)
+    return _run(sysv.read_shm, _checked_key(key), inside=inside)
 
 
 def make_message_queue(key: int | None = None, text: str = "", inside: int | None = None) -> IpcObject:
     """A SysV message queue, with ``text`` as its first message if given."""
     key = _checked_key(key)
-    ident = _run(_make_msg, key, text, inside=inside)
+    ident = _run(sysv.make_msg, key, text, inside=inside)
     return IpcObject("msg", _key_text(key), ident, f"made {_where(inside)}")
 
 
 def make_posix_queue(name: str | None = None, text: str = "", inside: int | None = None) -> IpcObject:
     """A POSIX message queue (``/name``), with ``text`` as its first message if given."""
     name = _checked_name(name)
-    _run(_make_mqueue, name, text, inside=inside)
+    _run(sysv.make_mqueue, name, text, inside=inside)
     return IpcObject("mqueue", name, detail=f"made {_where(inside)}")
 
 
 def remove(obj: IpcObject, inside: int | None = None) -> None:
     """Remove an object (from the host, or from ``inside``'s IPC namespace)."""
-    _run(_remove, obj.kind, obj.name, obj.ident, inside=inside)
+    _run(sysv.remove, obj.kind, obj.name, obj.ident, inside=inside)
 
 
 def objects(inside: int | str | os.PathLike | None = None) -> set[IpcObject]:

@@ -7,7 +7,7 @@ mount namespace made by one thread leaves the others behind. So every
 namespace, mount and root change happens in a freshly forked child, and the
 kernel process only reads the result.
 
-The plan, in the order the kernel needs it::
+The steps, in the order the kernel needs them (``ENTER_STEPS``)::
 
     fork -> (child) unshare -> [parent writes uid/gid maps] -> [fork again
     to become PID 1 of a new PID namespace] -> private mounts -> hostname
@@ -255,38 +255,80 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
-    """Everything between fork and running the target, in the kernel's order."""
-    _die_with_parent(parent)
-    _join_cgroups(iso.cgroup_procs)
-    if iso.enter:
-        _join(iso.enter)
-    syscalls.unshare(syscalls.namespace_flags(iso.namespaces))
-    if "user" in iso.namespaces:
-        # Only the parent, still in the old user namespace, may write our maps.
-        os.write(pipes.sync_w, b"u")
-        if os.read(pipes.go_r, 1) != b"g":
-            os._exit(1)
-        # We still hold the host's uid; become the mapped root of the new namespace.
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-    if "pid" in iso.namespaces or any(kind == "pid" for kind, _ in iso.enter):
-        _fork_into_pid_namespace()
-    if "mnt" in iso.namespaces and iso.propagation != "unchanged":
-        # Private (or slave) first: nothing mounted from here on may leak back to the host.
-        syscalls.mount(None, "/", None, syscalls.MS_REC | PROPAGATION[iso.propagation])
-    if iso.hostname is not None:
-        syscalls.sethostname(iso.hostname)
-    if iso.mount_proc:
-        # Before the root changes: in a user namespace the kernel lets a new /proc be mounted
-        # only while a fully visible one is still in the mount namespace (the host's, here).
-        target = "/proc" if iso.root is None else str(iso.root / "proc")
-        syscalls.mount("proc", target, "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+def _become_mapped_root(iso: Isolation, pipes: _Pipes) -> None:
+    """Only the parent, still in the old user namespace, may write our maps: ask, wait, then
+    trade the host's uid we still hold for the mapped root of the new namespace."""
+    os.write(pipes.sync_w, b"u")
+    if os.read(pipes.go_r, 1) != b"g":
+        os._exit(1)
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def _make_mounts_private(iso: Isolation) -> None:
+    # Private (or slave) first: nothing mounted from here on may leak back to the host.
+    syscalls.mount(None, "/", None, syscalls.MS_REC | PROPAGATION[iso.propagation])
+
+
+def _mount_proc(iso: Isolation) -> None:
+    # Before the root changes: in a user namespace the kernel lets a new /proc be mounted
+    # only while a fully visible one is still in the mount namespace (the host's, here).
+    target = "/proc" if iso.root is None else str(iso.root / "proc")
+    syscalls.mount("proc", target, "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+
+
+def _mount_all_in_root(iso: Isolation) -> None:
     for mount in iso.root_mounts:
         _mount_in_root(iso.root, mount)  # type: ignore[arg-type]
-    if iso.root is not None:
-        _change_root(iso)
-    os.chdir(iso.cwd)
+
+
+_Action = Callable[[Isolation, _Pipes, int], None]
+
+#: Everything a child does between fork and its work, in the kernel's order: (name, does the
+#: request ask for it, what it does). ``_enter`` runs exactly this list; a container's plan
+#: (labsupport.container.plan) names its steps from it, so the two cannot disagree.
+ENTER_STEPS: tuple[tuple[str, Callable[[Isolation], bool], _Action], ...] = (
+    ("die with the parent", lambda iso: True,
+     lambda iso, pipes, parent: _die_with_parent(parent)),
+    ("join the cgroups", lambda iso: bool(iso.cgroup_procs),
+     lambda iso, pipes, parent: _join_cgroups(iso.cgroup_procs)),
+    ("join existing namespaces", lambda iso: bool(iso.enter),
+     lambda iso, pipes, parent: _join(iso.enter)),
+    ("unshare the new namespaces", lambda iso: True,
+     lambda iso, pipes, parent: syscalls.unshare(syscalls.namespace_flags(iso.namespaces))),
+    ("become root of the user namespace (the parent writes the maps)",
+     lambda iso: "user" in iso.namespaces,
+     lambda iso, pipes, parent: _become_mapped_root(iso, pipes)),
+    ("fork again, to be PID 1 of the PID namespace",
+     lambda iso: "pid" in iso.namespaces or any(kind == "pid" for kind, _ in iso.enter),
+     lambda iso, pipes, parent: _fork_into_pid_namespace()),
+    ("make every mount private or slave",
+     lambda iso: "mnt" in iso.namespaces and iso.propagation != "unchanged",
+     lambda iso, pipes, parent: _make_mounts_private(iso)),
+    ("set the hostname", lambda iso: iso.hostname is not None,
+     lambda iso, pipes, parent: syscalls.sethostname(iso.hostname or "")),
+    ("mount a fresh /proc", lambda iso: iso.mount_proc,
+     lambda iso, pipes, parent: _mount_proc(iso)),
+    ("mount into the new root", lambda iso: bool(iso.root_mounts),
+     lambda iso, pipes, parent: _mount_all_in_root(iso)),
+    ("change the root: pivot_root with the old root detached (chroot without a mount namespace)",
+     lambda iso: iso.root is not None,
+     lambda iso, pipes, parent: _change_root(iso)),
+    ("change to the working directory", lambda iso: True,
+     lambda iso, pipes, parent: os.chdir(iso.cwd)),
+)
+
+
+def steps_for(iso: Isolation) -> list[str]:
+    """The names of the steps a child with this request will take, in order."""
+    return [name for name, wanted, _ in ENTER_STEPS if wanted(iso)]
+
+
+def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
+    """Everything between fork and running the target: ``ENTER_STEPS``, in order."""
+    for _name, wanted, action in ENTER_STEPS:
+        if wanted(iso):
+            action(iso, pipes, parent)
 
 
 def _inside(root: Path, target: str) -> Path:
