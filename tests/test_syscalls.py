@@ -116,8 +116,13 @@ def test_setns_on_a_file_that_is_not_a_namespace() -> None:
 
 
 def test_the_cli_refuses_a_non_root_user_in_one_line() -> None:
-    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                          sys.executable, "-m", "labsupport", "clean"],
+    # In a user namespace with no map the CLI's euid is 65534 (the overflow "nobody"), while the
+    # kernel still checks its file access as the host's root: it can read a checkout under a
+    # private (0700) parent and the venv's interpreter under /root, as on a fresh machine, and
+    # only the lab's own check can refuse it. (setpriv to 65534 could not even start Python there.)
+    out = subprocess.run(["unshare", "--user", sys.executable, "-c",
+                          "import os, runpy, sys; assert os.geteuid() == 65534; sys.argv = ['labsupport', 'clean']; "
+                          "runpy.run_module('labsupport', run_name='__main__')"],
                          capture_output=True, text=True, cwd=Path(__file__).parent.parent,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     assert out.returncode == 2
