@@ -36,6 +36,8 @@ def _setup(args: argparse.Namespace) -> int:
     kernel, initrd = initramfs.prepare()
     print(f"guest kernel: {kernel}\nguest initramfs: {initrd}")
     print(f"full guest: {debian_image.build()}")
+    from labsupport.container import attacks
+    print(f"attack probe: {attacks.probe()}")
     return 0
 
 

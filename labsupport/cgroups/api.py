@@ -283,6 +283,11 @@ class CGroup:
         self.device_policy.allow(parse_rule(spec))
         self._apply_devices()
 
+    def set_device_policy(self, policy: DevicePolicy) -> None:
+        """Replace the whole device policy at once (a container's, from its spec)."""
+        self.device_policy = DevicePolicy(policy.default_allow, list(policy.exceptions))
+        self._apply_devices()
+
     def _apply_devices(self) -> None:
         if self._need("devices") == "v1":
             self.v1.set_devices(self.device_policy.default_allow,  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ State lives in /run/labsupport/containers/<id>/ (state.json, config.json,
 container.log), so the CLI (``python -m labsupport ps``) sees what a notebook
 started. ``run_bundle(DIR)`` runs an OCI bundle, the one ``runc spec`` writes.
 """
+from labsupport.container.observe import observe
 from labsupport.container.runtime import (
     bundle_plan,
     create,
@@ -27,7 +28,6 @@ from labsupport.container.runtime import (
     try_escape,
     wait,
 )
-from labsupport.container.observe import observe
 from labsupport.container.spec import load as load_spec
 from labsupport.container.spec import parse as parse_spec
 from labsupport.container.store import list_containers, state

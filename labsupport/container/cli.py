@@ -48,7 +48,8 @@ def _run(args: argparse.Namespace) -> int:
                                    memory=args.memory, cpus=args.cpus, pids=args.pids,
                                    network=args.network, seccomp=_seccomp(args.security_opt),
                                    device_read_bps=args.device_read_bps,
-                                   device_write_bps=args.device_write_bps, userns=args.userns_remap)
+                                   device_write_bps=args.device_write_bps, userns=args.userns_remap,
+                                   device_rules=args.device_cgroup_rule)
     if args.detach:
         print(container_id)
         return 0
@@ -118,6 +119,9 @@ def register(add: Add) -> None:
     for direction in ("read", "write"):
         run.add_argument(f"--device-{direction}-bps", action="append", default=[], metavar="DEVICE:RATE",
                          help=f"cap {direction}s from a block device, e.g. /dev/loop0:1M (bytes/s)")
+    run.add_argument("--device-cgroup-rule", action="append", default=[], metavar="'c 10:237 rw'",
+                     help="let the container open more devices than Docker's default list "
+                          "('a *:* rwm': all of them)")
     run.add_argument("--userns-remap", action="store_true",
                      help="root inside is uid 100000 outside (dockerd --userns-remap)")
     run.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined",

@@ -6,7 +6,7 @@ detached). What is left is what runc adds on top. The container's plan
 (labsupport.container.plan) orders these steps - each needs the rights the
 next one drops:
 
-    /sys (read-only) -> a minimal /dev -> maskedPaths -> readonlyPaths
+    /sys (read-only) -> a minimal /dev -> /dev/mqueue -> maskedPaths -> readonlyPaths
     -> read-only root (if asked) -> lo up -> ready, wait for the go-ahead
     -> user -> capabilities -> no_new_privs -> seccomp -> exec
 
@@ -63,13 +63,15 @@ def capability_names(mask: int) -> list[str]:
 
 def drop_capabilities(keep: int) -> None:
     """Bounding set first (PR_CAPBSET_DROP needs CAP_SETPCAP, which we still hold), ambient
-    cleared, then effective/permitted/inheritable set to ``keep`` with one capset."""
+    cleared, then effective and permitted set to ``keep`` with one capset - and inheritable
+    to nothing: a program with inheritable file capabilities would otherwise gain them at
+    exec (CVE-2022-24769; Docker and runc leave the set empty since)."""
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     for bit in range(last + 1):
         if not keep >> bit & 1:
             syscalls.prctl(syscalls.PR_CAPBSET_DROP, bit, what="prctl(PR_CAPBSET_DROP)")
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL, what="prctl(PR_CAP_AMBIENT)")
-    syscalls.capset(keep, keep, keep)
+    syscalls.capset(keep, keep, 0)
 
 
 def _mount_sys() -> None:
@@ -101,6 +103,12 @@ def _minimal_dev(spec: Spec) -> None:
     for link, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"/dev/{link}")
+
+
+def _mount_mqueue() -> None:
+    """POSIX message queues of the container's own IPC namespace, where programs look for them."""
+    os.makedirs("/dev/mqueue", exist_ok=True)
+    syscalls.mount("mqueue", "/dev/mqueue", "mqueue", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
 
 
 def _mask(paths: Sequence[str]) -> None:
@@ -183,6 +191,7 @@ def _exec(inside: Inside) -> None:
 ACTIONS: dict[str, Callable[[Inside], None]] = {
     "mount /sys read-only": lambda inside: _mount_sys(),
     "make a minimal /dev": lambda inside: _minimal_dev(inside.spec),
+    "mount /dev/mqueue": lambda inside: _mount_mqueue(),
     "mask paths": lambda inside: _mask(inside.spec.masked_paths),
     "make paths read-only": lambda inside: _make_readonly(inside.spec.readonly_paths),
     "make the root read-only": _make_root_readonly,

@@ -91,6 +91,7 @@ _FIELDS = {
     # the first process, after pivot_root (labsupport.container.hardening runs these)
     "mount /sys read-only": (AFTER_PIVOT, "mounts", "always", "10"),
     "make a minimal /dev": (AFTER_PIVOT, "mounts", "--device adds more", "08, 10"),
+    "mount /dev/mqueue": (AFTER_PIVOT, "mounts", "always (--ipc=host shares the host's)", "03"),
     "mask paths": (AFTER_PIVOT, "linux.maskedPaths", "--security-opt systempaths=unconfined lifts it", "10"),
     "make paths read-only": (AFTER_PIVOT, "linux.readonlyPaths", "the same flag", "10"),
     "make the root read-only": (AFTER_PIVOT, "root.readonly", "--read-only", "10"),
@@ -169,8 +170,9 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False) -> Plan:
     names += ["make a PID namespace for the next child"] if from_host else []
     names += ["fork the container's first process"]
     steps = [_step(n) for n in names] + _before_pivot(spec)
-    after = (["mount /sys read-only"] if "user" not in spec.namespaces else []) + [
-        "make a minimal /dev", "mask paths", "make paths read-only"]
+    after = (["mount /sys read-only"] if "user" not in spec.namespaces else []) + ["make a minimal /dev"]
+    after += ["mount /dev/mqueue"] if "ipc" in spec.namespaces else []
+    after += ["mask paths", "make paths read-only"]
     after += ["make the root read-only"] if spec.root_readonly else []
     after += ["bring up lo"] if net else []
     after += ["say ready, wait for the host's go-ahead"]

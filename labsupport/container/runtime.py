@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from labsupport import ownership, process
+from labsupport.cgroups.devices import parse_rule
 from labsupport.container import hardening, shim, store
 from labsupport.container import plan as plans
 from labsupport.container import seccomp as seccomp_profiles
@@ -156,7 +157,8 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
            pids: int | None = None, env: dict[str, str] | None = None,
            hostname: str | None = None, network: str = "bridge", cpu_shares: int | None = None,
            seccomp: bool = True, device_read_bps: Sequence[str] = (),
-           device_write_bps: Sequence[str] = (), userns: bool = False) -> str:
+           device_write_bps: Sequence[str] = (), userns: bool = False,
+           device_rules: Sequence[str] = ()) -> str:
     """Make a container from an image, not started yet (``docker create``); returns its id.
 
     ``cpu_shares`` is ``docker run --cpu-shares``: a weight for a busy core, not
@@ -165,7 +167,9 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
     namespace with only lo) or "host" (the host's own network). ``seccomp``
     False is Docker's ``--security-opt seccomp=unconfined``: no filter.
     ``device_read_bps`` / ``device_write_bps`` cap a block device's bandwidth,
-    as Docker's flags do: ["/dev/loop0:1M"]. ``userns`` remaps the container's
+    as Docker's flags do: ["/dev/loop0:1M"]. ``device_rules`` is Docker's
+    ``--device-cgroup-rule``: more devices the container may open than the
+    default list (["c 10:237 rw"]; ["a *:* rwm"] opens them all). ``userns`` remaps the container's
     users as ``dockerd --userns-remap`` does: root inside is uid 100000 outside,
     and the image's files (owned by the host's root) read as nobody's.
     """
@@ -176,10 +180,11 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
         raise LabError(f"Publishing a port needs the bridge network, not {network!r}.")
     ports = [Publish.parse(p) for p in publish]
     resources = _limits(memory, cpus, pids, cpu_shares, device_read_bps, device_write_bps)
+    for rule in device_rules:
+        resources.devices.allow(parse_rule(rule))
     container_id = _new_id()
     name = _check_name(name or f"box-{container_id[:6]}")
-    directory = store.container_dir(container_id)
-    directory.mkdir(parents=True)
+    directory = store.make_container_dir(container_id, _remapped_root(REMAP) if userns else None)
     try:
         root, config = prepare_root(image, directory)
         args = list(command) or config["cmd"]
@@ -210,10 +215,18 @@ def create_bundle(bundle: str | os.PathLike, name: str | None = None,
     ports = [Publish.parse(p) for p in publish]
     container_id = _new_id()
     name = _check_name(name or f"box-{container_id[:6]}")
-    directory = store.container_dir(container_id)
-    directory.mkdir(parents=True)
+    directory = store.make_container_dir(container_id, _remapped_root(spec.uid_map) if spec.uid_map else None)
     spec.hostname = spec.hostname if "uts" in spec.namespaces else None
     return _save(directory, spec, name, f"bundle:{Path(bundle).resolve()}", ports)
+
+
+def _remapped_root(uid_map: str) -> int | None:
+    """The host uid that root inside stands for, under a user namespace's map ("0 100000 65536")."""
+    for line in uid_map.splitlines():
+        inside, outside, _ = (int(x) for x in line.split())
+        if inside == 0:
+            return outside
+    return None
 
 
 def _save(directory: Path, spec: Spec, name: str, image: str, ports: list[Publish],

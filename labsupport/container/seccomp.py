@@ -4,14 +4,23 @@ Capabilities decide what root inside a container *may* do; seccomp takes
 whole system calls away, so a bug in one of them (a kernel's largest attack
 surface) cannot be reached at all. Docker applies a default profile to every
 container; the lab's runtime does the same with a short deny-list: the calls
-a container has no business making - new namespaces (``unshare``, ``setns``),
-mounts, kernel modules, keyrings, ``bpf``, ``ptrace``, the clock, reboot.
+a container has no business making - new namespaces (``unshare``, ``setns``,
+and ``clone`` asking for one), mounts, kernel modules, keyrings, ``bpf``,
+``io_uring``, ``ptrace``, the clock, reboot.
+
+Two calls need more than a yes or no. ``clone`` makes threads and processes
+(every program needs it) but also new namespaces: the filter reads its flags
+argument and refuses only the CLONE_NEW* bits. ``clone3`` passes its flags in
+memory the filter cannot read, so - as Docker does - it fails with ENOSYS,
+"no such call", and the C library falls back to ``clone``.
 
 The filter is a small classic-BPF program, built here instruction by
 instruction so a learner can read it::
 
     load the architecture    -> not x86_64? kill the process
     load the call's number   -> an x32 call (bit 30 set)? EPERM
+    clone3?                  -> ENOSYS
+    clone?                   -> load its flags: any CLONE_NEW* bit? EPERM
     for each denied call     -> this number? EPERM
     otherwise                -> allow
 
@@ -41,14 +50,22 @@ SYSCALLS = {
     "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
     "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "open_tree": 428, "move_mount": 429,
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
 }
+#: Calls the filter looks at more closely than by number (x86_64).
+NR_CLONE, NR_CLONE3 = 56, 435
+#: clone's flags that make a new namespace (<linux/sched.h>): a container may make none.
+CLONE_NAMESPACE_FLAGS = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWCGROUP | syscalls.CLONE_NEWUTS
+                         | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWPID
+                         | syscalls.CLONE_NEWNET)
 
 # Classic BPF opcodes and seccomp's return values (<linux/filter.h>, <linux/seccomp.h>).
-_LD_W_ABS, _JEQ_K, _JGE_K, _RET_K = 0x20, 0x15, 0x35, 0x06
+_LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
 _RET_KILL_PROCESS, _RET_ERRNO, _RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_SYSCALL_BIT = 0x40000000
-_OFFSET_NR, _OFFSET_ARCH = 0, 4  # struct seccomp_data: int nr; __u32 arch; ...
+# struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6].
+_OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0_LOW = 0, 4, 16  # the low half of args[0] (little-endian)
 
 
 @dataclass(frozen=True)
@@ -57,8 +74,15 @@ class Profile:
 
     denied: tuple[str, ...]
     errno: int = errno.EPERM
+    #: Refuse clone's CLONE_NEW* flags, and clone3 with ENOSYS (a profile without namespaces).
+    no_new_namespaces: bool = True
 
     def __post_init__(self) -> None:
+        if not 0 < self.errno < 4096:
+            # SECCOMP_RET_ERRNO with 0 makes the call "succeed" without running: a deny rule
+            # that reads as an allow. Above 4095 the kernel keeps only the low bits.
+            raise LabError(f"A seccomp errno of {self.errno} would not refuse the call: use one "
+                           "from 1 to 4095, such as 1 (EPERM).")
         unknown = [name for name in self.denied if name not in SYSCALLS]
         if unknown:
             raise LabError(f"The seccomp profile names {', '.join(unknown)}, which this lab cannot "
@@ -81,6 +105,13 @@ def program(profile: Profile) -> bytes:
             _instruction(_RET_K, _RET_KILL_PROCESS),
             _instruction(_LD_W_ABS, _OFFSET_NR),
             _instruction(_JGE_K, _X32_SYSCALL_BIT, jf=1), fail]
+    if profile.no_new_namespaces:
+        code += [_instruction(_JEQ_K, NR_CLONE3, jf=1),
+                 _instruction(_RET_K, _RET_ERRNO | errno.ENOSYS),
+                 _instruction(_JEQ_K, NR_CLONE, jf=3),           # not clone: on to the list
+                 _instruction(_LD_W_ABS, _OFFSET_ARG0_LOW),      # clone's flags
+                 _instruction(_JSET_K, CLONE_NAMESPACE_FLAGS, jf=1), fail,
+                 _instruction(_LD_W_ABS, _OFFSET_NR)]           # the number again, for the list
     for name in profile.denied:
         code += [_instruction(_JEQ_K, SYSCALLS[name], jf=1), fail]
     code.append(_instruction(_RET_K, _RET_ALLOW))
@@ -121,10 +152,19 @@ def from_oci(data: Any) -> Profile:
             raise LabError("Each linux.seccomp.syscalls rule must be {\"names\": [...], \"action\": "
                            "\"SCMP_ACT_ERRNO\"} without args: this lab runtime supports only that.")
         names += [str(n) for n in rule.get("names", [])]
-        codes.add(rule.get("errnoRet", errno.EPERM))
+        code = rule.get("errnoRet", errno.EPERM)
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise LabError("linux.seccomp.syscalls[].errnoRet must be a whole number such as 1 (EPERM).")
+        codes.add(code)
     if len(codes) > 1:
         raise LabError("The linux.seccomp rules ask for different errnoRet values: use one for all.")
-    return Profile(tuple(dict.fromkeys(names)), codes.pop() if codes else errno.EPERM)
+    return Profile(tuple(dict.fromkeys(names)), codes.pop() if codes else errno.EPERM,
+                   no_new_namespaces=False)
+
+
+#: The annotation that carries what a deny-list cannot say: clone's namespace flags refused, clone3
+#: ENOSYS. OCI rules compare arguments to values; "any of these bits set" is not one of their tests.
+NO_NEW_NAMESPACES = "org.labsupport.seccomp.no-new-namespaces"
 
 
 def to_oci(profile: Profile) -> dict[str, Any]:

@@ -38,8 +38,9 @@ def _cgroup(container_id: str, spec: Spec) -> Any:
     """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2)."""
     res = spec.resources
     wanted = {"memory": res.memory, "cpu": res.cpu_quota or res.cpu_shares, "pids": res.pids,
-              "io": res.io}
-    group = cgroups.create(f"lab{container_id}", [c for c, v in wanted.items() if v] or None)
+              "io": res.io, "devices": True}
+    group = cgroups.create(f"lab{container_id}", [c for c, v in wanted.items() if v])
+    group.set_device_policy(res.devices)
     if res.memory is not None:
         group.limit_memory(res.memory)
     if res.cpu_quota is not None:
@@ -83,10 +84,13 @@ def _free_address(me: str) -> str:
 
 
 def _write_hosts(entries: list[tuple[str, str]], root: str) -> None:
+    """The container's /etc/hosts, written from the host without following the root's links out."""
     lines = ["127.0.0.1 localhost"] + [f"{address} {name}" for address, name in entries]
-    etc = Path(root) / "etc"
-    etc.mkdir(exist_ok=True)
-    (etc / "hosts").write_text("\n".join(lines) + "\n")
+    try:
+        syscalls.write_in_root(root, "/etc/hosts", ("\n".join(lines) + "\n").encode())
+    except (LabError, OSError) as err:
+        # One container's odd root (its /etc a file, its disk full) must not stop another's start.
+        print(f"could not write {root}/etc/hosts: {err}", file=sys.stderr)
 
 
 def _names(peer: dict[str, Any], reader: dict[str, Any]) -> str:

@@ -9,9 +9,7 @@ false (this runtime has no terminal: output goes to the container's log).
 
 Accepted on purpose but not acted on, because runc's defaults for them
 change nothing a learner would notice here: ``process.rlimits`` (only
-RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal),
-``linux.resources.devices`` (deny-all; the runtime's /dev holds only six
-harmless nodes), and ``linux.cgroupsPath`` (the lab always puts a container's
+RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal), and ``linux.cgroupsPath`` (the lab always puts a container's
 group at <hierarchy>/lab/lab<id>: a bundle's path could name a group the lab
 does not own). ``linux.seccomp`` is taken as a deny-list (see
 labsupport.container.seccomp); an allow-list is refused. Refused by name: sysctl,
@@ -22,10 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from labsupport.cgroups.devices import DevicePolicy, DeviceRule, parse_rule
 from labsupport.container import seccomp as seccomp_profiles
 from labsupport.kernel.errors import LabError
 
@@ -45,10 +44,24 @@ _KNOWN_RESOURCES = {"memory", "cpu", "pids", "blockIO", "devices"}
 DEFAULT_CAPABILITIES = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
                         "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
                         "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE")
-DEFAULT_MASKED = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                  "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                  "/sys/firmware")
+DEFAULT_MASKED = ("/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+                  "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                  "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
 DEFAULT_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+#: The devices every container may use, after runc's defaults (which Docker keeps): any node may
+#: be *made* (m), but only these opened - null, zero, full, random, urandom, tty, console, ptmx,
+#: the pseudo-terminals and tun. Everything else (a disk, the loop controller, /dev/mem) is denied.
+DEFAULT_DEVICES = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                   "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm")
+
+
+def default_devices() -> DevicePolicy:
+    """Deny every device, then allow ``DEFAULT_DEVICES``: the device cgroup of a Docker container."""
+    policy = DevicePolicy(default_allow=False)
+    for rule in DEFAULT_DEVICES:
+        policy.allow(parse_rule(rule))
+    return policy
 
 
 @dataclass
@@ -60,6 +73,8 @@ class Resources:
     pids: int | None = None
     #: "MAJ:MIN" -> (read, write) bytes per second; None leaves a direction free.
     io: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    #: Which device nodes the container may open (and make): Docker's list unless asked otherwise.
+    devices: DevicePolicy = field(default_factory=default_devices)
 
 
 @dataclass
@@ -110,6 +125,7 @@ class Spec:
                      for key, side in _THROTTLES.items()}
         if any(throttles.values()):
             resources["blockIO"] = {key: rules for key, rules in throttles.items() if rules}
+        resources["devices"] = _devices_to_json(res.devices)
         linux: dict[str, Any] = {
             "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces],
             "resources": resources, "maskedPaths": list(self.masked_paths),
@@ -133,6 +149,8 @@ class Spec:
             "linux": linux}
         if self.hostname:
             out["hostname"] = self.hostname
+        if self.seccomp is not None and self.seccomp.no_new_namespaces:
+            out["annotations"] = {seccomp_profiles.NO_NEW_NAMESPACES: "true"}
         return out
 
 
@@ -176,6 +194,40 @@ def _limit(value: Any, where: str) -> int | None:
     return value
 
 
+def _devices_to_json(policy: DevicePolicy) -> list[dict[str, Any]]:
+    """The policy as linux.resources.devices: the default first, then each exception."""
+    rules: list[dict[str, Any]] = [{"allow": policy.default_allow, "access": "rwm"}]
+    for rule in policy.exceptions:
+        entry: dict[str, Any] = {"allow": not policy.default_allow, "type": rule.kind, "access": rule.access}
+        entry.update({k: v for k, v in (("major", rule.major), ("minor", rule.minor)) if v is not None})
+        rules.append(entry)
+    return rules
+
+
+def _devices(entries: Any) -> DevicePolicy:
+    """linux.resources.devices, applied in order on a deny-all start, then runc's own defaults
+    (as runc does: a bundle's rules cannot take /dev/null away from a container)."""
+    where = "linux.resources.devices"
+    policy = DevicePolicy(default_allow=False)
+    for entry in _type(entries, list, where, "a list"):
+        _type(entry, dict, where, "a list of objects")
+        allow = _type(entry.get("allow"), bool, f"{where}[].allow", "true or false")
+        access = _type(entry.get("access", "rwm"), str, f"{where}[].access", "letters from r, w and m")
+        kind = _type(entry.get("type", "a"), str, f"{where}[].type", "'a', 'c' or 'b'")
+        if kind not in ("a", "c", "b") or set(access) - set("rwm"):
+            raise LabError(f"config.json {where} has a rule of type {kind!r} with access {access!r}: "
+                           "use type a, c or b and access letters from r, w and m.")
+        numbers = [entry.get(k) for k in ("major", "minor")]
+        for n in numbers:
+            if n is not None:
+                _type(n, int, f"{where}[].major/minor", "a whole number")
+        rule = None if kind == "a" else DeviceRule(kind, numbers[0], numbers[1], access)
+        (policy.allow if allow else policy.deny)(rule)
+    for text in DEFAULT_DEVICES:
+        policy.allow(parse_rule(text))
+    return policy
+
+
 def _resources(data: dict[str, Any], unsupported: list[str]) -> Resources:
     _type(data, dict, "linux.resources", "an object")
     unsupported += _unknown(data, _KNOWN_RESOURCES, "linux.resources.")
@@ -191,7 +243,7 @@ def _resources(data: dict[str, Any], unsupported: list[str]) -> Resources:
                      _limit(cpu.get("period"), "linux.resources.cpu.period"),
                      _limit(cpu.get("shares"), "linux.resources.cpu.shares"),
                      _limit(pids.get("limit"), "linux.resources.pids.limit"),
-                     _throttles(block))
+                     _throttles(block), _devices(data.get("devices", [])))
 
 
 #: blockIO's bandwidth caps, and which side of Resources.io each fills.
@@ -288,6 +340,9 @@ def parse(data: Any) -> Spec:
             setattr(spec, attr, tuple(_type(p, str, f"linux.{key}", "a list of paths") for p in paths))
     if "seccomp" in linux:
         spec.seccomp = seccomp_profiles.from_oci(linux["seccomp"])
+        notes = _type(data.get("annotations", {}), dict, "annotations", "an object")
+        if notes.get(seccomp_profiles.NO_NEW_NAMESPACES) == "true":
+            spec.seccomp = replace(spec.seccomp, no_new_namespaces=True)
         if not spec.no_new_privileges:
             raise LabError("config.json has linux.seccomp with noNewPrivileges false: this runtime "
                            "installs the filter after dropping the capabilities, which needs "

@@ -7,6 +7,7 @@ both read and write here; neither calls the other for it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,25 @@ from labsupport.kernel.errors import LabError
 from labsupport.ownership import records
 
 CONTAINERS_DIR = ownership.STATE_DIR / "containers"
+
+
+def make_container_dir(container_id: str, owner: int | None = None) -> Path:
+    """A new container's directory, closed to every host user but ``owner``.
+
+    Its rootfs holds the image's files - setuid-root programs among them - mounted
+    where a host user could run them. So the parent may be passed through but not
+    listed (0711), and the directory itself is its owner's alone (0700): root's, or
+    under a user namespace the remapped root's, which must reach its rootfs to
+    pivot into it (Docker keeps /var/lib/docker the same way).
+    """
+    CONTAINERS_DIR.mkdir(parents=True, exist_ok=True)
+    CONTAINERS_DIR.chmod(0o711)
+    directory = container_dir(container_id)
+    directory.mkdir(mode=0o700)
+    directory.chmod(0o700)  # mkdir's mode passes through the umask
+    if owner is not None:
+        os.chown(directory, owner, owner)
+    return directory
 
 
 def container_dir(container_id: str) -> Path:

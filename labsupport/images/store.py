@@ -54,8 +54,11 @@ def staging_dir() -> Path:
 
 
 def ensure() -> Path:
+    """The store's directories, readable by root alone: a layer holds an image's files as they
+    are, setuid programs and secrets included (Docker's /var/lib/docker is closed the same way)."""
     for d in (blobs_dir(), layers_dir(), refs_dir(), staging_dir()):
         d.mkdir(parents=True, exist_ok=True)
+    ROOT.chmod(0o700)
     return ROOT
 
 

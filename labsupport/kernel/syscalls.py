@@ -28,8 +28,8 @@ _libc = LIBC
 #: System calls the lab makes by number (libc has no wrapper), per architecture:
 #: <asm/unistd_64.h> on x86_64, the generic table of <asm-generic/unistd.h> on aarch64.
 SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
-    "x86_64": {"pivot_root": 155, "bpf": 321},
-    "aarch64": {"pivot_root": 41, "bpf": 280},
+    "x86_64": {"pivot_root": 155, "bpf": 321, "openat2": 437},
+    "aarch64": {"pivot_root": 41, "bpf": 280, "openat2": 437},
 }
 
 
@@ -300,3 +300,59 @@ def bpf(command: int, attr: ctypes.Array, size: int) -> int:
     if result < 0:
         raise fail("bpf", ctypes.get_errno())
     return result
+
+
+# -- paths inside a root that is not ours ----------------------------------------
+
+#: openat2's resolve flags (<linux/openat2.h>).
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2): open ``path`` below ``dirfd`` with the kernel resolving it under ``resolve``'s
+    rules - with RESOLVE_IN_ROOT, "/" and ".." and every symbolic link stop at ``dirfd``."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(ctypes.c_long(number("openat2")), ctypes.c_int(dirfd), _b(path),
+                       ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    return check(fd, "openat2", path)
+
+
+def write_in_root(root: str | os.PathLike, path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` (as the container sees it, e.g. /etc/hosts) in a root someone else built.
+
+    A plain write from the host would follow the root's symbolic links: an image whose
+    /etc/hosts points at the host's /etc/shadow would have real root overwrite that. Here
+    the kernel resolves every component inside ``root`` (a link to /etc/shadow means the
+    root's own /etc/shadow), and a missing parent directory is made by name, in its parent.
+    """
+    inner = path.strip("/")
+    parent, _, name = inner.rpartition("/")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    opened = [root_fd]
+    try:
+        where = root_fd
+        walked = ""
+        for part in [p for p in parent.split("/") if p]:
+            walked = f"{walked}/{part}"
+            try:
+                where = openat2(root_fd, walked, os.O_PATH | os.O_DIRECTORY, 0,
+                                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+            except KernelError as err:
+                if err.errno != errno.ENOENT:
+                    raise
+                os.mkdir(part, 0o755, dir_fd=where)  # one name in its parent: never follows a link
+                where = openat2(root_fd, walked, os.O_PATH | os.O_DIRECTORY, 0,
+                                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+            opened.append(where)
+        fd = openat2(root_fd, inner, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode,
+                     RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    finally:
+        for fd in opened:
+            os.close(fd)

@@ -119,7 +119,8 @@ def _has_marker(pid: int) -> bool:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
-    return f"{MARKER_ENV}=".encode() in environ
+    # A whole entry named MARKER_ENV, not the text anywhere: FOO=LABSUPPORT_OWNED=1 is a stranger's.
+    return any(entry.startswith(f"{MARKER_ENV}=".encode()) for entry in environ.split(b"\0"))
 
 
 def lab_cgroups() -> list[Path]:

@@ -1,0 +1,224 @@
+"""The full container, attacked: root inside a default container (or a stranger on the host)
+tries each door, and each defense is proven twice - the attack fails with the lab's defaults,
+and succeeds when only that one defense is off (against targets the lab made itself).
+
+No host file outside the lab's directories may change meanwhile: a module-wide check hashes
+a set of canaries before the first attack and after the last.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import labsupport
+from labsupport import container, ownership
+from labsupport.container import attacks, seccomp, shim, store
+
+#: Host files an escaped container would go for first; none may change during this module.
+CANARIES = ("/etc/hosts", "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/hostname",
+            "/etc/resolv.conf", "/etc/fstab")
+
+
+def _hashes() -> dict[str, str]:
+    found = {}
+    for path in CANARIES:
+        try:
+            found[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            found[path] = "absent"
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_files_unchanged() -> Iterator[None]:
+    before = _hashes()
+    yield
+    assert _hashes() == before
+
+
+def _box(name: str, command: list[str] | None = None, **options: object) -> str:
+    box = container.run("busybox", command or ["sleep", "120"], name=name, network="none", **options)
+    attacks.install(box)
+    return box
+
+
+@pytest.fixture()
+def boxes() -> Iterator[list[str]]:
+    made: list[str] = []
+    yield made
+    for box in made:
+        container.remove(box, force=True)
+
+
+# -- seccomp: the doors Docker's profile closes -------------------------------------------
+
+#: attack -> what the default filter answers (with no filter every one of them is allowed).
+SECCOMP_ATTACKS = {"clone-newuser": "refused EPERM", "clone3": "refused ENOSYS",
+                   "io_uring": "refused EPERM", "add_key": "refused EPERM"}
+
+
+def test_seccomp_closes_namespaces_by_clone_clone3_io_uring_and_keyrings(boxes: list[str]) -> None:
+    boxes.append(_box("labatk-sec"))
+    boxes.append(_box("labatk-nosec", seccomp=False))
+    for attack, refused in SECCOMP_ATTACKS.items():
+        assert attacks.attempt(boxes[0], attack) == refused, attack
+        assert attacks.attempt(boxes[1], attack) == "allowed", attack  # the filter is the defense
+    # A plain clone (every fork and thread) still works under the filter.
+    assert attacks.attempt(boxes[0], "clone") == "allowed"
+
+
+def test_a_seccomp_errno_that_would_read_as_success_is_refused() -> None:
+    with pytest.raises(labsupport.LabError, match="would not refuse"):
+        seccomp.Profile(("keyctl",), errno=0)
+
+
+# -- the device cgroup -------------------------------------------------------------------
+
+def test_root_inside_may_make_but_not_open_a_device_outside_dockers_list(boxes: list[str]) -> None:
+    boxes.append(_box("labatk-dev"))
+    boxes.append(_box("labatk-alldev", device_rules=["a *:* rwm"]))  # Docker: --device-cgroup-rule
+    assert attacks.attempt(boxes[0], "device") == "refused EPERM"
+    assert attacks.attempt(boxes[1], "device") == "allowed"
+    assert container.exec_in(boxes[0], ["sh", "-c", "echo x > /dev/null && head -c 4 /dev/zero | wc -c"]
+                             ).stdout.split() == ["4"]
+
+
+# -- masked paths and capabilities --------------------------------------------------------
+
+def test_proc_interrupts_is_masked_and_the_inheritable_set_is_empty(boxes: list[str]) -> None:
+    boxes.append(_box("labatk-mask"))
+    inside = container.exec_in(boxes[0], ["sh", "-c", "wc -c < /proc/interrupts; grep CapInh /proc/self/status"])
+    size, _, cap_inh = inside.stdout.split()
+    assert size == "0" and cap_inh == "0000000000000000"
+    # Unmasked, the host's interrupt counters (which leak what the host is doing) show.
+    assert Path("/proc/interrupts").read_text()
+    status = Path(f"/proc/{container.state(boxes[0])['pid']}/status").read_text()
+    assert "CapInh:\t0000000000000000" in status
+
+
+# -- a host file rewritten through a container's /etc/hosts -------------------------------
+
+def _naive_write_hosts(entries: list[tuple[str, str]], root: str) -> None:
+    """The write before the defense: a plain path under the container's root (it follows links)."""
+    lines = ["127.0.0.1 localhost"] + [f"{address} {name}" for address, name in entries]
+    (Path(root) / "etc" / "hosts").write_text("\n".join(lines) + "\n")
+
+
+def _hosts_attack(monkeypatch: pytest.MonkeyPatch, boxes: list[str], defended: bool) -> str:
+    """A container turns its /etc/hosts into a link to a host file; then another one starts,
+    and the host rewrites every container's hosts file. Returns the host file's text after."""
+    target = ownership.temp_dir("canary") / "host-file"
+    target.write_text("the host's own file\n")
+    if not defended:
+        monkeypatch.setattr(shim, "_write_hosts", _naive_write_hosts)  # the shim is forked from here
+    first = container.run("busybox", ["sh", "-c", f"rm /etc/hosts; ln -s {target} /etc/hosts; sleep 120"],
+                          name=f"labatk-hosts{int(defended)}")
+    boxes.append(first)
+    deadline = time.monotonic() + 10
+    while container.exec_in(first, ["readlink", "/etc/hosts"]).stdout.strip() != str(target):
+        assert time.monotonic() < deadline, "the first container never made its link"
+        time.sleep(0.05)
+    boxes.append(container.run("busybox", ["sleep", "120"], name=f"labatk-next{int(defended)}"))
+    text = target.read_text()
+    subprocess.run(["rm", "-rf", str(target.parent)], check=True)
+    return text
+
+
+def test_a_containers_hosts_link_cannot_rewrite_a_host_file(monkeypatch: pytest.MonkeyPatch,
+                                                            boxes: list[str]) -> None:
+    assert _hosts_attack(monkeypatch, boxes, defended=True) == "the host's own file\n"
+
+
+def test_without_the_defense_the_hosts_link_rewrites_the_host_file(monkeypatch: pytest.MonkeyPatch,
+                                                                   boxes: list[str]) -> None:
+    assert "labatk-hosts0" in _hosts_attack(monkeypatch, boxes, defended=False)
+
+
+# -- a host user running a setuid program from a container's root -------------------------
+
+def _as_nobody(path: Path) -> str:
+    # Through a shell: setpriv keeps root's capabilities until its own exec, so a program it
+    # starts directly is found with root's rights; the shell is an ordinary user all along.
+    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "sh", "-c", 'exec "$0" setuid', str(path)], capture_output=True, text=True)
+    return run.stdout.strip() or run.stderr.strip()
+
+
+def test_a_host_user_cannot_reach_a_setuid_program_inside_a_container(boxes: list[str]) -> None:
+    boxes.append(_box("labatk-suid"))
+    container.exec_in(boxes[0], ["chmod", "4755", attacks.INSIDE])  # root inside sets the bit
+    program = Path(container.state(boxes[0])["root"]) / attacks.INSIDE.lstrip("/")
+    directory = store.container_dir(container.state(boxes[0])["id"])
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    assert "Permission denied" in _as_nobody(program)
+    directory.chmod(0o755)  # the defense off: the directory open to all, as it once was
+    try:
+        assert _as_nobody(program) == "setuid: allowed"  # an ordinary user became root
+    finally:
+        directory.chmod(0o700)
+
+
+# -- clean never takes a stranger's process for the lab's ---------------------------------
+
+def test_clean_spares_a_stranger_whose_environment_merely_contains_the_marker() -> None:
+    stranger = subprocess.Popen(["sleep", "120"], env={"NOTE": f"{ownership.MARKER_ENV}=1 (a stranger)"})
+    try:
+        assert stranger.pid not in ownership.lab_processes()
+        labsupport.clean()
+        assert stranger.poll() is None  # still running
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_process_that_carries_the_marker_as_an_entry_is_the_labs() -> None:
+    marked = subprocess.Popen(["sleep", "120"], env={ownership.MARKER_ENV: "1"})
+    try:
+        assert marked.pid in ownership.lab_processes()
+    finally:
+        marked.kill()
+        marked.wait()
+    assert os.path.exists("/proc/self")  # the test process itself was never a candidate
+
+
+# -- side by side with runc, on the bundle runc writes ------------------------------------
+
+#: Mounts runc makes that the lab's runtime does not (yet): a cgroup namespace's view of the
+#: cgroup tree. Notebook 10 says so; anything else that differs fails this test.
+NOT_YET_LIKE_RUNC = "/sys/fs/cgroup"
+
+
+def test_the_default_container_matches_runc_on_its_own_bundle() -> None:
+    from labsupport.container import runc
+    if not runc.available():
+        pytest.skip("runc is not installed")
+    argv = ["sh", "-c", "grep -E '^(CapEff|CapBnd|CapInh|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status; "
+                        "echo ---; cut -d' ' -f2 /proc/self/mounts | sort -u"]
+    bundle = runc.new_bundle()
+    try:
+        theirs = runc.run(bundle, argv)
+        assert theirs.ok, runc.why_it_failed(theirs)
+        config = runc.config(bundle)
+        config["process"].update(terminal=False, args=argv)
+        (bundle / "config.json").write_text(json.dumps(config))
+        box = container.run_bundle(bundle, name="labatk-runc")
+        try:
+            container.wait(box, 10)
+            ours = container.logs(box)
+        finally:
+            container.remove(box, force=True)
+    finally:
+        runc.remove_bundle(bundle)
+    their_status, their_mounts = theirs.stdout.split("---\n")
+    our_status, our_mounts = ours.split("---\n")
+    assert our_status == their_status  # CapEff, CapBnd, CapInh, CapPrm, NoNewPrivs, Seccomp
+    missing = set(their_mounts.split()) - set(our_mounts.split())
+    assert {m for m in missing if not m.startswith(NOT_YET_LIKE_RUNC)} == set()
+    assert set(our_mounts.split()) <= set(their_mounts.split())
