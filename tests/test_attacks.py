@@ -18,8 +18,11 @@ from typing import Iterator
 import pytest
 
 import labsupport
-from labsupport import container, ownership
-from labsupport.container import attacks, seccomp, shim, store
+from labsupport import container, ownership, process
+from labsupport.container import attacks, hardening, seccomp, shim, store
+from labsupport.container import plan as plans
+from labsupport.container import spec as specs
+from labsupport.kernel import syscalls
 
 #: Host files an escaped container would go for first; none may change during this module.
 CANARIES = ("/etc/hosts", "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/hostname",
@@ -222,3 +225,123 @@ def test_the_default_container_matches_runc_on_its_own_bundle() -> None:
     missing = set(their_mounts.split()) - set(our_mounts.split())
     assert {m for m in missing if not m.startswith(NOT_YET_LIKE_RUNC)} == set()
     assert set(our_mounts.split()) <= set(their_mounts.split())
+
+
+# -- a remapped root holding a host group --------------------------------------------------
+
+def _read_group_file(boxes: list[str], name: str) -> str:
+    """Root inside a user-namespaced container reads a file the host's group 0 may read (0640)."""
+    box = container.run("busybox", ["sleep", "120"], name=name, network="none", userns=True)
+    boxes.append(box)
+    root = container.state(box)["root"]
+    syscalls.write_in_root(root, "/group-secret", b"the host group's secret\n", mode=0o640)
+    return container.exec_in(box, ["sh", "-c", "cat /group-secret 2>&1; grep Groups /proc/self/status"]).stdout
+
+
+def test_a_remapped_root_keeps_no_host_group(monkeypatch: pytest.MonkeyPatch, boxes: list[str]) -> None:
+    kept = os.getgroups()
+    os.setgroups([0])  # as `sudo` leaves root: in the host's group 0 (the shim and exec inherit it)
+    try:
+        assert "Permission denied" in _read_group_file(boxes, "labatk-grp1")
+        monkeypatch.setattr(process, "drop_host_groups", lambda: None)  # the defense off
+        assert "the host group's secret" in _read_group_file(boxes, "labatk-grp0")
+    finally:
+        os.setgroups(kept)
+
+
+# -- the host's helper that joins a container ----------------------------------------------
+
+def _linger_as_the_container(spec: specs.Spec, steps: list[str]) -> None:
+    hardening.adopt_identity(spec, steps)  # the container's user, capabilities and filter ...
+    time.sleep(4)                          # ... and still the lab's Python, pipes and memory
+
+
+def _what_root_inside_sees_of_a_helper(box: str) -> str:
+    """A lab helper joins the container, takes on its identity and lingers there - as
+    ``try_escape`` does, and ``exec`` between setns and exec; root inside then lists where the
+    open files of every process it did not start itself lead."""
+    spec = store.load_spec(box)
+    steps = container.plan_of(box).names(plans.AFTER_PIVOT)
+    helper = process.Child(lambda: _linger_as_the_container(spec, steps),
+                           process.Isolation.make(enter=container.state(box)["pid"]))
+    try:
+        time.sleep(0.5)  # joined by now
+        return container.exec_in(box, ["sh", "-c", "for d in /proc/[0-9]*; do case $d in /proc/1|/proc/$$) "
+                                       "continue;; esac; ls -l $d/fd 2>&1; done"]).stdout
+    finally:
+        helper.stop()
+
+
+def test_root_inside_cannot_reach_a_joining_helpers_files(monkeypatch: pytest.MonkeyPatch,
+                                                         boxes: list[str]) -> None:
+    boxes.append(_box("labatk-helper"))
+    seen = _what_root_inside_sees_of_a_helper(boxes[0])
+    assert "Permission denied" in seen and "pipe:" not in seen and "socket:" not in seen
+    # The defense off: the helper stays dumpable and keeps what fork copied from its caller.
+    monkeypatch.setattr(syscalls, "set_dumpable", lambda dumpable=True: None)
+    monkeypatch.setattr(process, "_close_all_but", lambda keep: None)
+    assert "pipe:" in _what_root_inside_sees_of_a_helper(boxes[0])  # the result pipe, writable
+
+
+class _Payload:
+    """What root inside would write into a reachable result pipe: a pickle that runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204 - pickle's protocol
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_result_that_would_run_code_is_refused_not_run() -> None:
+    import pickle
+
+    marker = ownership.temp_dir("pwned") / "ran"
+    raw = pickle.dumps(("ok", _Payload(marker)))
+    status, value = process.load_result(raw)
+    assert status == "error" and "could not be read safely" in str(value) and not marker.exists()
+    pickle.loads(raw)  # the defense off: an ordinary unpickler runs the command
+    try:
+        assert marker.exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(marker.parent)], check=True)
+
+
+# -- a PID handed to a stranger ------------------------------------------------------------
+
+def _remove_after_pid_reuse(box: str) -> subprocess.Popen:
+    """The container's shim and processes die; a stranger's process gets their PID number
+    (forged here by writing its PID into the state, with the dead ones' start times); then
+    the container is removed. Returns the stranger, alive or not."""
+    current = container.state(box)
+    for key in ("group", "shim_pid"):
+        os.kill(current[key], 9)
+    deadline = time.monotonic() + 10
+    while store.alive(current["shim_pid"]) or store.alive(current["group"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    directory = store.container_dir(current["id"])
+    store.write_state(directory, pid=stranger.pid, group=stranger.pid, shim_pid=stranger.pid)
+    container.remove(box, force=True)
+    time.sleep(0.2)
+    return stranger
+
+
+def test_rm_never_signals_a_stranger_that_got_a_containers_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    stranger = _remove_after_pid_reuse(container.run("busybox", ["sleep", "120"], name="labatk-pid1",
+                                                     network="none"))
+    try:
+        assert stranger.poll() is None  # still running: its start time is not the container's
+    finally:
+        stranger.kill()
+        stranger.wait()
+    monkeypatch.setattr(store, "holds", lambda current, key: store.alive(current.get(key)))  # PID only
+    stranger = _remove_after_pid_reuse(container.run("busybox", ["sleep", "120"], name="labatk-pid0",
+                                                     network="none"))
+    try:
+        assert stranger.wait(5) in (-15, -9)  # the defense off: a stranger signalled by number
+    finally:
+        if stranger.poll() is None:
+            stranger.kill()
+            stranger.wait()

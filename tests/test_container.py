@@ -108,7 +108,7 @@ def test_proc_sys_is_read_only_and_paths_are_masked(box):
     assert container.exec_in(box, ["ls", "/sys/firmware"]).stdout.strip() == ""
     assert sorted(container.exec_in(box, ["ls", "/dev"]).stdout.split()) == sorted(
         ["full", "null", "random", "urandom", "tty", "zero", "pts", "shm", "ptmx", "fd",
-         "stdin", "stdout", "stderr"])
+         "stdin", "stdout", "stderr", "mqueue"])
     # The host's /proc/sys is still writable: the mount stayed inside.
     assert os.access("/proc/sys/kernel/printk_ratelimit", os.W_OK)
 

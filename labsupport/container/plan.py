@@ -70,6 +70,9 @@ _ENTER_ASKED_BY: dict[str, tuple[str, str, str]] = {
     "die with the parent": ("", "(the runtime's own safety: no orphan if the shim dies)", "-"),
     "join the cgroups": ("linux.resources", "--memory, --cpus, --pids-limit", "08"),
     "join existing namespaces": ("", "docker exec", "02-07"),
+    # A host group (root's 0) kept into a user namespace would still open the host's group-readable
+    # files: unmapped, it shows as 65534 inside, yet the kernel checks it as gid 0.
+    "drop the host's supplementary groups": ("process.user", "(runc: setgroups before the maps)", "07"),
     "unshare the new namespaces": ("linux.namespaces", "default; --pid/--ipc/--network=host share", "02-06"),
     "become root of the user namespace (the parent writes the maps)":
         ("linux.uidMappings", "dockerd --userns-remap", "07"),

@@ -300,7 +300,7 @@ def run_bundle(bundle: str | os.PathLike, name: str | None = None, publish: Sequ
 
 def _running(ref: str) -> dict[str, Any]:
     current = store.state(ref)
-    if current.get("status") != "running" or not store.alive(current.get("pid")):
+    if current.get("status") != "running" or not store.holds(current, "pid"):
         raise LabError(f"The container {current.get('name')} is not running (its program has "
                        "ended; `logs` says why): start or run one first.")
     return current
@@ -347,7 +347,7 @@ def try_escape(ref: str, marker: str | os.PathLike) -> chroot.EscapeOutcome:
 def kill(ref: str, signum: int = signal.SIGKILL) -> None:
     """Send a signal to the container's first process (``docker kill -s``)."""
     current = _running(ref)
-    if signum == signal.SIGKILL:
+    if signum == signal.SIGKILL and store.holds(current, "group"):
         # PID 1 of a namespace cannot be SIGKILLed from inside, but can from here; the
         # whole process group goes so nothing is left behind.
         os.killpg(current["group"], signal.SIGKILL)
@@ -357,8 +357,9 @@ def kill(ref: str, signum: int = signal.SIGKILL) -> None:
 
 def _wait_exited(directory: Path, timeout: float) -> bool:
     """Until the shim has recorded the end and gone; False if ``timeout`` ran out first."""
-    shim_pid = store.read_state(directory).get("shim_pid")
-    if not store.alive(shim_pid):
+    current = store.read_state(directory)
+    shim_pid = current.get("shim_pid")
+    if not store.holds(current, "shim_pid"):
         return store.read_state(directory).get("status") == "exited"
     try:
         handle = os.pidfd_open(shim_pid)
@@ -370,7 +371,7 @@ def _wait_exited(directory: Path, timeout: float) -> bool:
         finally:
             os.close(handle)
     current = store.read_state(directory)
-    return current.get("status") == "exited" and not store.alive(current.get("shim_pid"))
+    return current.get("status") == "exited" and not store.holds(current, "shim_pid")
 
 
 def has_exited(ref: str, within: float = 0) -> bool:
@@ -396,15 +397,17 @@ def stop(ref: str, grace: float = 10) -> dict[str, Any]:
     current = store.state(ref)
     if current.get("status") != "running":
         return current
-    try:
-        os.kill(current["pid"], signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    if not _wait_exited(directory, grace):
+    if store.holds(current, "pid"):
         try:
-            os.killpg(current["group"], signal.SIGKILL)
+            os.kill(current["pid"], signal.SIGTERM)
         except ProcessLookupError:
             pass
+    if not _wait_exited(directory, grace):
+        if store.holds(current, "group"):
+            try:
+                os.killpg(current["group"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if not _wait_exited(directory, 10):
             _stop_shim(store.read_state(directory))
     return store.state(ref)
@@ -413,7 +416,7 @@ def stop(ref: str, grace: float = 10) -> dict[str, Any]:
 def _stop_shim(current: dict[str, Any]) -> None:
     for key in ("group", "shim_pid"):
         pid = current.get(key)
-        if pid and store.alive(pid):
+        if pid and store.holds(current, key):
             try:
                 os.killpg(pid, signal.SIGKILL) if key == "group" else os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -466,7 +469,7 @@ def clean_all() -> list[str]:
     removed = []
     for directory in sorted(store.CONTAINERS_DIR.glob("*")) if store.CONTAINERS_DIR.is_dir() else []:
         current = store.read_state(directory)
-        if current.get("status") == "running" and store.alive(current.get("shim_pid")):
+        if current.get("status") == "running" and store.holds(current, "shim_pid"):
             stop(directory.name, grace=0)
         current = store.read_state(directory)
         _stop_shim(current)

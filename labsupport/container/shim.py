@@ -238,7 +238,7 @@ def _wait_until_ready(run: _Run) -> None:
         raise outcome[1] if outcome and outcome[0] == "error" else \
             LabError(f"The container's first process ended before it was ready: {child.stderr.strip()}")
     run.pid = _init_pid(child)
-    store.write_state(run.directory, pid=run.pid, group=child.pid)
+    store.record_processes(run.directory, pid=run.pid, group=child.pid)
 
 
 def _plug_in(run: _Run) -> None:
@@ -285,7 +285,7 @@ def container_plan(state: dict[str, Any], spec: Spec) -> Plan:
 def supervise(directory: Path, report_w: int) -> int:
     """Run the container's plan, then the container to its end; one byte on ``report_w``
     once it runs (or failed to)."""
-    state = store.write_state(directory, shim_pid=os.getpid())
+    state = store.record_processes(directory, shim_pid=os.getpid())
     spec = store.load_spec(state["id"])
     run = _Run(directory, spec, container_plan(state, spec))
     try:

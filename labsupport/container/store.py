@@ -48,6 +48,21 @@ write_state = records.write
 alive = records.alive
 
 
+def holds(current: dict[str, Any], key: str) -> bool:
+    """Is the process recorded under ``key`` (pid, group, shim_pid) still the one that started?
+
+    A PID is only a number: once its process has ended the kernel hands it to the next
+    one. Every PID the shim records comes with its start time (``<key>_started``), and
+    nothing is signalled unless both still match - never a stranger that got the number.
+    """
+    return alive(current.get(key), current.get(f"{key}_started"))
+
+
+def record_processes(directory: Path, **pids: int) -> dict[str, Any]:
+    """Write PIDs into the state with their start times, for ``holds`` to check them later."""
+    return write_state(directory, **pids, **{f"{key}_started": records.started(pid) for key, pid in pids.items()})
+
+
 def state(ref: str) -> dict[str, Any]:
     """The state of a container by id, id prefix or name; a dead shim reads as 'exited'."""
     return state_of(find(ref))
@@ -55,7 +70,7 @@ def state(ref: str) -> dict[str, Any]:
 
 def state_of(directory: Path) -> dict[str, Any]:
     current = read_state(directory)
-    if current.get("status") == "running" and not alive(current.get("shim_pid")):
+    if current.get("status") == "running" and not holds(current, "shim_pid"):
         current = write_state(directory, status="exited", exit_code=current.get("exit_code"))
     return current
 

@@ -218,15 +218,17 @@ def set_parent_death_signal(signum: int) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0), "prctl")
 
 
-def set_dumpable() -> None:
-    """Make this process dumpable again, so that its /proc/PID files belong to it.
+def set_dumpable(dumpable: bool = True) -> None:
+    """Make this process dumpable (or not): who may open its /proc/PID files and ptrace it.
 
     A process that changed its uid (root dropping to an ordinary user) is made
     non-dumpable, and its /proc/self/uid_map then belongs to the host's root:
-    it could not write its own user namespace's maps. A program started by
-    exec is dumpable already; a forked copy that changed uid has to ask.
+    it could not write its own user namespace's maps; a forked copy that changed
+    uid has to ask to be dumpable again. The other way round, a helper about to
+    join a container makes itself non-dumpable first: then root inside cannot
+    open its /proc/PID/fd or /proc/PID/mem (CVE-2019-5736 went through /proc).
     """
-    _check(_libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(1), 0, 0, 0), "prctl")
+    _check(_libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(1 if dumpable else 0), 0, 0, 0), "prctl")
 
 
 def set_process_name(name: str) -> None:

@@ -41,6 +41,14 @@ def directories(parent: Path) -> list[Path]:
     return sorted(d for d in parent.glob("*") if (d / STATE_FILE).exists()) if parent.is_dir() else []
 
 
+def started(pid: int) -> Optional[float]:
+    """When ``pid`` started (what ``alive`` compares to know it was not handed to another)."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
 def alive(pid: Optional[int], create_time: Optional[float] = None) -> bool:
     """True if ``pid`` runs and is no zombie - and, given its start time, is the same process."""
     if not pid:

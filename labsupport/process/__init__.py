@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -277,6 +277,13 @@ def _mount_proc(iso: Isolation) -> None:
     syscalls.mount("proc", target, "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
 
 
+def drop_host_groups() -> None:
+    """No supplementary group of the host may follow a process into a user namespace: unmapped,
+    root's group 0 shows as 65534 inside, yet the kernel still lets it open group-0 files."""
+    if os.geteuid() == 0:
+        os.setgroups([])
+
+
 def _mount_all_in_root(iso: Isolation) -> None:
     for mount in iso.root_mounts:
         _mount_in_root(iso.root, mount)  # type: ignore[arg-type]
@@ -294,6 +301,8 @@ ENTER_STEPS: tuple[tuple[str, Callable[[Isolation], bool], _Action], ...] = (
      lambda iso, pipes, parent: _join_cgroups(iso.cgroup_procs)),
     ("join existing namespaces", lambda iso: bool(iso.enter),
      lambda iso, pipes, parent: _join(iso.enter)),
+    ("drop the host's supplementary groups", lambda iso: "user" in iso.namespaces and os.geteuid() == 0,
+     lambda iso, pipes, parent: drop_host_groups()),
     ("unshare the new namespaces", lambda iso: True,
      lambda iso, pipes, parent: syscalls.unshare(syscalls.namespace_flags(iso.namespaces))),
     ("become root of the user namespace (the parent writes the maps)",
@@ -301,7 +310,7 @@ ENTER_STEPS: tuple[tuple[str, Callable[[Isolation], bool], _Action], ...] = (
      lambda iso, pipes, parent: _become_mapped_root(iso, pipes)),
     ("fork again, to be PID 1 of the PID namespace",
      lambda iso: "pid" in iso.namespaces or any(kind == "pid" for kind, _ in iso.enter),
-     lambda iso, pipes, parent: _fork_into_pid_namespace()),
+     lambda iso, pipes, parent: _fork_into_pid_namespace(new_session=bool(iso.enter))),
     ("make every mount private or slave",
      lambda iso: "mnt" in iso.namespaces and iso.propagation != "unchanged",
      lambda iso, pipes, parent: _make_mounts_private(iso)),
@@ -376,6 +385,8 @@ def _join_cgroups(procs_files: tuple[Path, ...]) -> None:
 def _join(namespaces: tuple[tuple[str, str], ...]) -> None:
     """setns into each namespace; all files are opened first, while /proc is still ours."""
     opened = [(kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)) for kind, path in namespaces]
+    if any(kind == "user" for kind, _ in namespaces):
+        drop_host_groups()  # as when making one
     for kind, path, fd in opened:
         syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[kind], path)
         os.close(fd)
@@ -384,7 +395,7 @@ def _join(namespaces: tuple[tuple[str, str], ...]) -> None:
             os.setresuid(0, 0, 0)
 
 
-def _fork_into_pid_namespace() -> None:
+def _fork_into_pid_namespace(new_session: bool = False) -> None:
     """After unshare(CLONE_NEWPID) or setns into a PID namespace, only our
     *children* are in it.
 
@@ -409,6 +420,8 @@ def _fork_into_pid_namespace() -> None:
         if select.select([alive_r], [], [], 0)[0]:  # EOF: the parent is already gone
             os._exit(1)
         os.close(alive_r)
+        if new_session:
+            os.setsid()  # joining a container: no terminal of the caller's goes in with us
         return
     os.close(alive_r)
     # Waiting is all this process does: it keeps no copy of the child's pipes, so a pipe
@@ -424,6 +437,17 @@ def _restore_default_signals() -> None:
     (a shell pipeline would never stop at a closed pipe). subprocess does the same."""
     for signum in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(signum, signal.SIG_DFL)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every file descriptor this process holds but ``keep`` (what fork copied from the caller)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory's own descriptor, closed by the time we get to it
 
 
 def _dup_cloexec(fd: int) -> int:
@@ -447,15 +471,24 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
     try:
         os.setpgid(0, 0)
         is_command = not callable(target)
-        if is_command:
-            os.dup2(pipes.out_w, 1)
-            os.dup2(pipes.err_w, 2)
-        else:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # never the caller's terminal: a container could read from it
+        os.close(null)
+        os.dup2(pipes.out_w, 1)
+        os.dup2(pipes.err_w, 2)
+        keep = {0, 1, 2, pipes.sync_w, pipes.go_r, pipes.result_w}
+        if not is_command:
             # ipykernel's sys.stdout talks to the kernel's sockets; give the
             # child plain pipes, and the parent prints what came through.
             sys.stdout = io.TextIOWrapper(os.fdopen(_dup_cloexec(pipes.out_w), "wb"), line_buffering=True)
             sys.stderr = io.TextIOWrapper(os.fdopen(_dup_cloexec(pipes.err_w), "wb"), line_buffering=True)
+            keep |= {sys.stdout.fileno(), sys.stderr.fileno()}
         pipes.keep_only(pipes.sync_w, pipes.go_r, pipes.result_w)
+        if iso.enter:
+            # Joining a container's namespaces: its root must find nothing of the caller's here -
+            # no socket, file or pipe (CVE-2024-21626 leaked one), and no way into our memory.
+            _close_all_but(keep)
+            syscalls.set_dumpable(False)
         _enter(iso, pipes, parent)
         if is_command:
             argv = [os.fspath(a) for a in target]  # type: ignore[union-attr]
@@ -482,6 +515,38 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
 
 
 # -- in the parent ------------------------------------------------------------
+
+#: Plain values a child's result may be built from (no function that could run code).
+_PLAIN = {"list", "tuple", "dict", "set", "frozenset", "int", "float", "complex", "str", "bytes",
+          "bytearray", "bool", "range", "slice", "NoneType"}
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """pickle, but able to make only plain values, exceptions, and the lab's own data classes.
+
+    A pickle is a small program: an ordinary one would call ``os.system`` if asked to. A child
+    that joined a container could in principle have had its result pipe written by the
+    container's root; read this way, the worst such bytes can do is fail to load.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _PLAIN:
+            return super().find_class(module, name)
+        found = super().find_class(module, name) if module.split(".")[0] in (
+            "builtins", "labsupport", "pathlib", "collections", "datetime", "errno") else None
+        if isinstance(found, type) and (issubclass(found, BaseException) or is_dataclass(found)
+                                        or issubclass(found, tuple) or module in ("pathlib", "datetime")
+                                        or found.__name__ == "OrderedDict"):
+            return found
+        raise pickle.UnpicklingError(f"{module}.{name} may not appear in a child's result")
+
+
+def load_result(raw: bytes) -> tuple[str, Any]:
+    """A child's ("ok", value) or ("error", exception), refusing anything that would run code."""
+    try:
+        return _ResultUnpickler(io.BytesIO(raw)).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
+        return ("error", LabError(f"The child's result could not be read safely ({err}): nothing of it was used."))
 
 #: The children this Python process started and has not collected yet, by PID.
 _LIVE: dict[int, "Child"] = {}
@@ -614,7 +679,7 @@ class Child:
     def outcome(self) -> tuple[str, Any] | None:
         """The function's ("ok", value) or ("error", exception), or None for a command."""
         raw = b"".join(self._chunks[self._pipes.result_r])
-        return pickle.loads(raw) if raw else None
+        return load_result(raw) if raw else None
 
     def __enter__(self) -> "Child":
         return self
