@@ -345,3 +345,18 @@ def test_rm_never_signals_a_stranger_that_got_a_containers_pid(monkeypatch: pyte
         if stranger.poll() is None:
             stranger.kill()
             stranger.wait()
+
+
+# -- committing a container that is still running ------------------------------------------
+
+def test_a_running_container_is_not_committed(monkeypatch: pytest.MonkeyPatch, boxes: list[str],
+                                              name: str) -> None:
+    from labsupport import images
+    from labsupport.images import build
+
+    boxes.append(_box("labatk-commit"))
+    directory = store.container_dir(container.state(boxes[0])["id"])
+    with pytest.raises(labsupport.LabError, match="still runs"):
+        images.commit(directory, f"{name}:1")  # its root could swap a file for a link mid-copy
+    monkeypatch.setattr(build, "processes_in_root", lambda root: [])  # the check off
+    assert images.commit(directory, f"{name}:2").diff_ids  # copied while it runs

@@ -242,3 +242,36 @@ def test_a_file_that_is_no_image_archive_is_refused(scratch: Path) -> None:
     with tarfile.open(scratch / "empty.tar", "w") as tar:
         _entry(tar, "readme", data=b"hi")
     _refused(scratch / "empty.tar", "neither index.json")
+
+
+# -- bombs: an archive is anyone's data, so its size is capped before it is trusted -------------
+
+def _zero_layer(size: int) -> bytes:
+    return layer_tar(lambda tar: _entry(tar, "zeros", data=bytes(size)))
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_memory(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                       scratch: Path) -> None:
+    tar = _zero_layer(64 << 20)               # 64 MiB of zeros ...
+    blob = gzip.compress(tar, compresslevel=9)
+    assert len(blob) < 1 << 20                # ... in well under a megabyte of gzip
+    archive = oci_archive(scratch / "bomb.tar", [blob], _config([tar]))
+    monkeypatch.setattr(layers, "MAX_LAYER_BYTES", 16 << 20)
+    _refused(archive, "unpacks to more than 16 MiB")
+    monkeypatch.setattr(layers, "MAX_LAYER_BYTES", 1 << 30)  # the limit off: it inflates in full
+    assert images.import_archive(archive, name=f"{name}:bomb").diff_ids
+
+
+def test_a_layer_of_too_many_entries_or_claimed_bytes_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                                 name: str, scratch: Path) -> None:
+    many = layer_tar(lambda tar: [_entry(tar, f"f{n}") for n in range(300)])
+    archive = docker_archive(scratch / "many.tar", [many])
+    monkeypatch.setattr(layers, "MAX_LAYER_ENTRIES", 100)
+    _refused(archive, "more than 100 entries")
+    big = layer_tar(lambda tar: [_entry(tar, f"big{n}", data=bytes(6 << 20)) for n in range(3)])
+    archive = docker_archive(scratch / "big.tar", [big])
+    monkeypatch.setattr(layers, "MAX_LAYER_BYTES", 16 << 20)  # 18 MiB of files, 16 allowed
+    _refused(archive, "MiB")
+    monkeypatch.setattr(layers, "MAX_LAYER_ENTRIES", 500_000)
+    monkeypatch.setattr(layers, "MAX_LAYER_BYTES", 1 << 30)  # the limits off: both import
+    assert images.import_archive(scratch / "many.tar", name=f"{name}:many").diff_ids

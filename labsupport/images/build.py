@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from labsupport.images import layers, store
+from labsupport.kernel import hoststate
 from labsupport.kernel.errors import LabError
 from labsupport.namespaces import rootfs
 
@@ -158,8 +159,30 @@ def commit(container_dir: Path, ref: str, image: store.Image) -> store.Image:
     upper = Path(container_dir) / "upper"
     if not upper.is_dir():
         raise LabError(f"{container_dir} holds no container root (no upper/): prepare one first.")
+    running = processes_in_root(Path(container_dir) / "rootfs")
+    if running:
+        raise LabError(f"A process still runs in {container_dir} (PID {running[0]}): stop the container "
+                       "before committing it - a running one could swap a file for a link while it is copied.")
     step = Step(f"lab: commit of {Path(container_dir).name}", lambda tree: layers.copy_tree(upper, tree))
     return build_image(ref, [step], base=image.id)
+
+
+def processes_in_root(root: Path) -> list[int]:
+    """Every process whose root directory is ``root`` - also one that pivoted into it in another
+    mount namespace, where the host's path means nothing: the directory itself is compared."""
+    try:
+        wanted = os.stat(root)
+    except FileNotFoundError:
+        return []
+    found = []
+    for pid in hoststate.processes():
+        try:
+            theirs = os.stat(f"/proc/{pid}/root")
+        except OSError:
+            continue  # gone, or a kernel thread
+        if (theirs.st_dev, theirs.st_ino) == (wanted.st_dev, wanted.st_ino):
+            found.append(pid)
+    return found
 
 
 def _busybox_tree(tree: Path) -> None:

@@ -53,6 +53,8 @@ class _Archive:
         member = self.files.get(os.path.normpath(name).lstrip("/"))
         if member is None:
             raise LabError(f"The archive {self.path.name} lacks {name}: a blob is missing, so it was refused.")
+        if member.size > layers.MAX_LAYER_BYTES:
+            raise _too_big(name)
         try:
             return self.tar.extractfile(member).read()
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
@@ -82,14 +84,36 @@ def verified(data: bytes, hexd: str, what: str) -> bytes:
     return data
 
 
+def _too_big(what: str) -> LabError:
+    return LabError(f"The {what} unpacks to more than {layers.MAX_LAYER_BYTES >> 20:,} MiB: the archive "
+                    "was refused (a gzip bomb, or set LAB_IMAGE_MAX_BYTES to allow a bigger image).")
+
+
 def _uncompressed(data: bytes, what: str) -> bytes:
+    """A gzip layer inflated a megabyte at a time, stopped as soon as it outgrows the limit."""
     if data[:2] != b"\x1f\x8b":
         return data
+    out: list[bytes] = []
+    total = 0
     try:
-        return gzip.decompress(data)
+        while data:  # one gzip member after another (concatenated gzip is still gzip)
+            inflate = zlib.decompressobj(wbits=31)
+            while data:
+                chunk = inflate.decompress(data, 1 << 20)
+                data = inflate.unconsumed_tail
+                total += len(chunk)
+                if total > layers.MAX_LAYER_BYTES:
+                    raise _too_big(what)
+                out.append(chunk)
+                if inflate.eof:
+                    break
+            if not inflate.eof:
+                raise EOFError("the gzip stream ends early")
+            data = inflate.unused_data
     except (OSError, EOFError, zlib.error) as err:
         raise LabError(f"The {what} is truncated or corrupt gzip ({layers.first_line(err)}): "
                        "the archive was refused.") from None
+    return b"".join(out)
 
 
 def _first(items: Any, what: str) -> dict[str, Any]:

@@ -24,6 +24,12 @@ from typing import BinaryIO
 
 from labsupport.kernel.errors import LabError
 
+#: The most one layer may unpack to, and the most entries it may hold. An archive is anyone's
+#: data: 4 MiB of gzip inflates to 4 GiB of zeros, and a tar header may claim a 64 GiB sparse
+#: file. LAB_IMAGE_MAX_BYTES raises the size for a learner who imports a big image on purpose.
+MAX_LAYER_BYTES = int(os.environ.get("LAB_IMAGE_MAX_BYTES", 2 << 30))
+MAX_LAYER_ENTRIES = 500_000
+
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -288,9 +294,16 @@ def unpack(fileobj: BinaryIO, dest: Path) -> None:
     Whiteout files become overlayfs whiteouts. Any entry that would land
     outside ``dest``, or a device node, refuses the whole layer.
     """
+    entries = size = 0
     try:
         with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
             for member in tar:
+                entries += 1
+                size += member.size
+                if entries > MAX_LAYER_ENTRIES or size > MAX_LAYER_BYTES:
+                    raise LabError(f"A layer holds more than {MAX_LAYER_ENTRIES:,} entries or "
+                                   f"{MAX_LAYER_BYTES >> 20:,} MiB of files: the archive was refused "
+                                   "(set LAB_IMAGE_MAX_BYTES to allow a bigger image).")
                 rel = _clean_name(member.name)
                 if not rel:
                     continue  # the layer's own root, "./"
