@@ -320,6 +320,7 @@ def _remove_after_pid_reuse(box: str) -> subprocess.Popen:
     while store.alive(current["shim_pid"]) or store.alive(current["group"]):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    time.sleep(0.05)  # a later clock tick: a process that reuses a PID always starts later
     stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)
     directory = store.container_dir(current["id"])
     store.write_state(directory, pid=stranger.pid, group=stranger.pid, shim_pid=stranger.pid)

@@ -324,6 +324,61 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     return check(fd, "openat2", path)
 
 
+_IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+
+
+def _directory_in_root(root_fd: int, parent: str) -> int:
+    """An O_PATH descriptor of ``parent`` inside the root, each missing directory made by name."""
+    where = root_fd
+    walked = ""
+    for part in [p for p in parent.split("/") if p]:
+        walked = f"{walked}/{part}"
+        try:
+            found = openat2(root_fd, walked, os.O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
+        except KernelError as err:
+            if err.errno != errno.ENOENT:
+                raise
+            os.mkdir(part, 0o755, dir_fd=where)  # one name in its parent: never follows a link
+            found = openat2(root_fd, walked, os.O_PATH | os.O_DIRECTORY, 0, _IN_ROOT)
+        if where != root_fd:
+            os.close(where)
+        where = found
+    return where
+
+
+def open_in_root(root: str | os.PathLike, path: str, flags: int, mode: int = 0o644,
+                 make: str | None = None) -> int:
+    """Open ``path`` as the container sees it, the kernel keeping every step inside ``root``.
+
+    ``make`` is "dir" or "file" to create the last component (and its parents) if missing.
+    A descriptor is what the caller then uses - to write, or to mount on through
+    /proc/self/fd/N - so no link swapped in afterwards can redirect it.
+    """
+    inner = path.strip("/")
+    parent, _, name = inner.rpartition("/")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    where = root_fd
+    try:
+        where = _directory_in_root(root_fd, parent) if (make and parent) else root_fd
+        if make == "dir" and name:
+            try:
+                os.mkdir(name, 0o755, dir_fd=where)
+            except FileExistsError:
+                pass
+        elif make == "file" and name:
+            try:
+                os.close(openat2(root_fd, inner, os.O_WRONLY | os.O_CREAT, mode, _IN_ROOT))
+            except KernelError as err:
+                if err.errno != errno.EISDIR:
+                    raise
+        # openat2 refuses a mode unless it may create (classic open ignored it)
+        return openat2(root_fd, inner or ".", flags, mode if flags & os.O_CREAT else 0, _IN_ROOT)
+    finally:
+        if where != root_fd:
+            os.close(where)
+        os.close(root_fd)
+
+
 def write_in_root(root: str | os.PathLike, path: str, data: bytes, mode: int = 0o644) -> None:
     """Write ``path`` (as the container sees it, e.g. /etc/hosts) in a root someone else built.
 
@@ -332,29 +387,9 @@ def write_in_root(root: str | os.PathLike, path: str, data: bytes, mode: int = 0
     the kernel resolves every component inside ``root`` (a link to /etc/shadow means the
     root's own /etc/shadow), and a missing parent directory is made by name, in its parent.
     """
-    inner = path.strip("/")
-    parent, _, name = inner.rpartition("/")
-    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    opened = [root_fd]
-    try:
-        where = root_fd
-        walked = ""
-        for part in [p for p in parent.split("/") if p]:
-            walked = f"{walked}/{part}"
-            try:
-                where = openat2(root_fd, walked, os.O_PATH | os.O_DIRECTORY, 0,
-                                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-            except KernelError as err:
-                if err.errno != errno.ENOENT:
-                    raise
-                os.mkdir(part, 0o755, dir_fd=where)  # one name in its parent: never follows a link
-                where = openat2(root_fd, walked, os.O_PATH | os.O_DIRECTORY, 0,
-                                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-            opened.append(where)
-        fd = openat2(root_fd, inner, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode,
-                     RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-    finally:
-        for fd in opened:
-            os.close(fd)
+    parent = path.strip("/").rpartition("/")[0]
+    if parent:
+        os.close(open_in_root(root, parent, os.O_PATH | os.O_DIRECTORY, make="dir"))
+    fd = open_in_root(root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)

@@ -55,7 +55,8 @@ def alive(pid: Optional[int], create_time: Optional[float] = None) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
+        # The start time is counted in clock ticks (10 ms): the same process reads the same value.
         return proc.status() != psutil.STATUS_ZOMBIE and (
-            create_time is None or abs(proc.create_time() - create_time) < 0.05)
+            create_time is None or abs(proc.create_time() - create_time) < 0.005)
     except psutil.Error:
         return False

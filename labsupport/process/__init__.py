@@ -352,22 +352,27 @@ def _inside(root: Path, target: str) -> Path:
 
 
 def _mount_in_root(root: Path, mount: RootMount) -> None:
-    if mount.source is None:
-        where = _inside(root, mount.target)
-        where.mkdir(parents=True, exist_ok=True)
-        syscalls.mount("tmpfs", where, "tmpfs", syscalls.MS_NOSUID | (syscalls.MS_RDONLY if mount.read_only
-                                                                     else 0), "mode=755,size=65536k")
-        return
-    is_dir = os.path.isdir(mount.source)
-    where = _inside(root, mount.target)
-    if is_dir:
-        where.mkdir(parents=True, exist_ok=True)
-    else:
-        where.parent.mkdir(parents=True, exist_ok=True)
-        where.touch(exist_ok=True)
-    syscalls.mount(mount.source, where, None, syscalls.MS_BIND | syscalls.MS_REC)
-    if mount.read_only:  # a bind mount's flags change only with a second, remounting call
-        syscalls.mount(None, where, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+    """Mount onto a descriptor, not a path: the target is opened with every step kept inside the
+    root, then mounted on through /proc/self/fd/N - a link swapped in after the check above
+    cannot send the mount to the host (the CVE-2021-30465 race)."""
+    _inside(root, mount.target)  # a plain sentence for a link that leads out
+    is_dir = mount.source is None or os.path.isdir(mount.source)
+    target = syscalls.open_in_root(root, mount.target, os.O_PATH, make="dir" if is_dir else "file")
+    try:
+        if mount.source is None:
+            syscalls.mount("tmpfs", f"/proc/self/fd/{target}", "tmpfs", syscalls.MS_NOSUID
+                           | (syscalls.MS_RDONLY if mount.read_only else 0), "mode=755,size=65536k")
+            return
+        syscalls.mount(mount.source, f"/proc/self/fd/{target}", None, syscalls.MS_BIND | syscalls.MS_REC)
+    finally:
+        os.close(target)
+    if mount.read_only:  # a bind mount's flags change only with a second call, on the new mount
+        mounted = syscalls.open_in_root(root, mount.target, os.O_PATH)
+        try:
+            syscalls.mount(None, f"/proc/self/fd/{mounted}", None,
+                           syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+        finally:
+            os.close(mounted)
 
 
 def _join_cgroups(procs_files: tuple[Path, ...]) -> None:
