@@ -361,3 +361,25 @@ def test_a_running_container_is_not_committed(monkeypatch: pytest.MonkeyPatch, b
         images.commit(directory, f"{name}:1")  # its root could swap a file for a link mid-copy
     monkeypatch.setattr(build, "processes_in_root", lambda root: [])  # the check off
     assert images.commit(directory, f"{name}:2").diff_ids  # copied while it runs
+
+
+# -- notebook 10's matrix and its prediction exercise ---------------------------------------
+
+def test_the_defense_matrix_shows_every_defense_blocking_and_only_it() -> None:
+    table = attacks.matrix()
+    assert len(table.rows) == len(attacks.DEFENSES) >= 8
+    for row in table.rows:
+        assert row[4:] == ("blocked", "succeeds"), row
+
+
+def test_a_wrong_prediction_gets_a_hint_and_the_right_one_passes(exercises: Path) -> None:
+    from labsupport.course import check
+
+    answer = exercises / "10" / "prediction.txt"
+    assert not check("10", 4).passed and "before you try anything" in check("10", 4).message
+    answer.parent.mkdir(parents=True, exist_ok=True)
+    answer.write_text("devices\n")
+    verdict = check("10", 4)
+    assert not verdict.passed and "still refused" in verdict.message and "seccomp" not in verdict.message
+    answer.write_text("seccomp\n")
+    assert check("10", 4).passed

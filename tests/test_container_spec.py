@@ -79,8 +79,8 @@ def test_what_runc_spec_writes_parses_once_terminal_is_false():
                                                         "args": [{"index": 0}]}]}), "without args"),
     (lambda d: d["linux"].update(seccomp={"syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]}),
      "names read, which this lab cannot deny"),
-    (lambda d: (d["process"].update(noNewPrivileges=False),
-                d["linux"].update(seccomp={"syscalls": []})), "noNewPrivileges true"),
+    (lambda d: d["linux"].update(seccomp={"syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO",
+                                                        "errnoRet": 0}]}), "would not refuse"),
 ])
 def test_wrong_inputs_are_one_sentence(change, words):
     with pytest.raises(LabError) as caught:

@@ -67,6 +67,9 @@ def drop_capabilities(keep: int) -> None:
     to nothing: a program with inheritable file capabilities would otherwise gain them at
     exec (CVE-2022-24769; Docker and runc leave the set empty since)."""
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    # A set cannot grow: "ALL" means all that this process holds (a host may lack some itself).
+    status = Path("/proc/self/status").read_text()
+    keep &= int(status.split("CapPrm:")[1].split()[0], 16)
     for bit in range(last + 1):
         if not keep >> bit & 1:
             syscalls.prctl(syscalls.PR_CAPBSET_DROP, bit, what="prctl(PR_CAPBSET_DROP)")

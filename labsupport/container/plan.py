@@ -184,9 +184,15 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False) -> Plan:
     host += ["plug into the lab bridge, with an address and /etc/hosts"] if net and network == "bridge" else []
     host += ["publish ports on the host"] if net and network == "bridge" and publish else []
     host += ["give the go-ahead"]
-    identity = ["set the user and groups", "drop capabilities"]
-    identity += ["set no_new_privs"] if spec.no_new_privileges else []
-    identity += ["install the seccomp filter"] if spec.seccomp is not None else []
+    identity = ["set the user and groups"]
+    if spec.seccomp is not None and not spec.no_new_privileges:
+        # Without no_new_privs the kernel takes a filter only from a holder of CAP_SYS_ADMIN:
+        # install it while the capabilities are still there (runc does the same).
+        identity += ["install the seccomp filter", "drop capabilities"]
+    else:
+        identity += ["drop capabilities"]
+        identity += ["set no_new_privs"] if spec.no_new_privileges else []
+        identity += ["install the seccomp filter"] if spec.seccomp is not None else []
     identity += ["exec the program"]
     steps += [_step(n) for n in after + host + identity]
     return Plan(spec, network, tuple(steps))

@@ -158,7 +158,8 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
            hostname: str | None = None, network: str = "bridge", cpu_shares: int | None = None,
            seccomp: bool = True, device_read_bps: Sequence[str] = (),
            device_write_bps: Sequence[str] = (), userns: bool = False,
-           device_rules: Sequence[str] = ()) -> str:
+           device_rules: Sequence[str] = (), cap_add: Sequence[str] = (),
+           no_new_privileges: bool = True, mask_paths: bool = True) -> str:
     """Make a container from an image, not started yet (``docker create``); returns its id.
 
     ``cpu_shares`` is ``docker run --cpu-shares``: a weight for a busy core, not
@@ -169,7 +170,11 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
     ``device_read_bps`` / ``device_write_bps`` cap a block device's bandwidth,
     as Docker's flags do: ["/dev/loop0:1M"]. ``device_rules`` is Docker's
     ``--device-cgroup-rule``: more devices the container may open than the
-    default list (["c 10:237 rw"]; ["a *:* rwm"] opens them all). ``userns`` remaps the container's
+    default list (["c 10:237 rw"]; ["a *:* rwm"] opens them all). ``cap_add`` is
+    ``--cap-add`` (["CAP_NET_ADMIN"], or ["ALL"]). ``no_new_privileges`` False lets
+    a setuid program raise privileges again (the lab sets it by default; Docker
+    only with ``--security-opt no-new-privileges``). ``mask_paths`` False leaves
+    /proc/kcore, /proc/interrupts and the others unmasked. ``userns`` remaps the container's
     users as ``dockerd --userns-remap`` does: root inside is uid 100000 outside,
     and the image's files (owned by the host's root) read as nobody's.
     """
@@ -196,7 +201,9 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
                     namespaces=["pid", "ipc", "uts", "mnt"] + (["net"] if network != "host" else [])
                     + (["user"] if userns else []),
                     uid_map=REMAP if userns else None, gid_map=REMAP if userns else None,
-                    resources=resources,
+                    resources=resources, capabilities=_capabilities(cap_add),
+                    no_new_privileges=no_new_privileges,
+                    masked_paths=specs.DEFAULT_MASKED if mask_paths else (),
                     seccomp=seccomp_profiles.DEFAULT if seccomp else None)
         return _save(directory, spec, name, image, ports, network)
     except BaseException:
@@ -218,6 +225,15 @@ def create_bundle(bundle: str | os.PathLike, name: str | None = None,
     directory = store.make_container_dir(container_id, _remapped_root(spec.uid_map) if spec.uid_map else None)
     spec.hostname = spec.hostname if "uts" in spec.namespaces else None
     return _save(directory, spec, name, f"bundle:{Path(bundle).resolve()}", ports)
+
+
+def _capabilities(added: Sequence[str]) -> tuple[str, ...]:
+    """Docker's default capabilities plus ``added`` ("ALL": every one the lab knows)."""
+    if any(name.upper() == "ALL" for name in added):
+        return tuple(f"CAP_{name}" for name in hardening.CAPABILITIES)
+    hardening.capability_mask(added)  # refuses an unknown name in one sentence
+    names = [f"CAP_{n.upper().removeprefix('CAP_')}" for n in added]
+    return tuple(dict.fromkeys([*specs.DEFAULT_CAPABILITIES, *names]))
 
 
 def _remapped_root(uid_map: str) -> int | None:

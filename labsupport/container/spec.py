@@ -343,10 +343,6 @@ def parse(data: Any) -> Spec:
         notes = _type(data.get("annotations", {}), dict, "annotations", "an object")
         if notes.get(seccomp_profiles.NO_NEW_NAMESPACES) == "true":
             spec.seccomp = replace(spec.seccomp, no_new_namespaces=True)
-        if not spec.no_new_privileges:
-            raise LabError("config.json has linux.seccomp with noNewPrivileges false: this runtime "
-                           "installs the filter after dropping the capabilities, which needs "
-                           "noNewPrivileges true.")
     spec.uid_map = _id_map(linux.get("uidMappings"), "linux.uidMappings")
     spec.gid_map = _id_map(linux.get("gidMappings"), "linux.gidMappings")
     if (spec.uid_map or spec.gid_map) and "user" not in spec.namespaces:

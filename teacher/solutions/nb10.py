@@ -1,10 +1,12 @@
-"""Notebook 10 (the full container): a page on a published port, a small container, two by name."""
+"""Notebook 10 (the full container): a page on a published port, a small container, two by name,
+and a prediction of which defense stops add_key."""
 from __future__ import annotations
 
 import time
 import urllib.request
 
 from labsupport import container
+from labsupport.course.exercises.workdir import exercise_dir
 from labsupport.kernel.errors import LabError
 
 PAGE = "mkdir -p /www && echo 'hello from ex10' > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -36,3 +38,6 @@ def solve(k: int) -> None:
     elif k == 3:
         _serve_page()
         container.run("busybox", ["sleep", "3600"], name="ex10-db")
+    elif k == 4:
+        # add_key needs no capability and no device: only the seccomp filter takes the call away.
+        (exercise_dir("10") / "prediction.txt").write_text("seccomp\n")

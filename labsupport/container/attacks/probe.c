@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -89,9 +90,18 @@ static long setuid_root(void) {
     return -1;
 }
 
+/* As root inside: become an ordinary user, then run this very program, which root made
+ * setuid-root. With no_new_privs the kernel ignores the setuid bit; without it, root again. */
+static long drop_then_setuid(const char *self) {
+    if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+        return -1;
+    execl(self, self, "setuid", (char *)NULL);
+    return -1;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
-        fprintf(stderr, "usage: probe clone|clone-newuser|clone-newnet|clone3|io_uring|add_key|device|setuid\n");
+        fprintf(stderr, "usage: probe clone|clone-newuser|clone-newnet|clone3|io_uring|add_key|device|setuid|nnp\n");
         return 2;
     }
     const char *attack = argv[1];
@@ -103,6 +113,7 @@ int main(int argc, char **argv) {
     if (!strcmp(attack, "add_key")) return report(attack, add_key());
     if (!strcmp(attack, "device")) return report(attack, open_device());
     if (!strcmp(attack, "setuid")) return report(attack, setuid_root());
+    if (!strcmp(attack, "nnp")) return report(attack, drop_then_setuid(argv[0]));
     fprintf(stderr, "probe: unknown attack %s\n", attack);
     return 2;
 }

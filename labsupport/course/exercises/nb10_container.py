@@ -10,6 +10,7 @@ from typing import Any
 
 from labsupport import cgroups, container
 from labsupport.course.exercises import Verdict, exercise, hint, passed, resets
+from labsupport.course.exercises.workdir import exercise_dir
 from labsupport.kernel.errors import LabError
 
 
@@ -70,6 +71,33 @@ def by_name() -> Verdict:
         return hint("ping ex10-db from inside ex10-web did not get an answer. Which file inside maps names "
                     "to addresses, and was ex10-db running when it was written?")
     return passed(f"ex10-web reached ex10-db at {db.get('address')} by its name.")
+
+
+#: The defenses a learner may name for exercise 4, and the run options that turn each one off.
+SUSPECTS = {"seccomp": {"seccomp": False}, "capabilities": {"cap_add": ["ALL"]},
+            "no_new_privs": {"no_new_privileges": False}, "devices": {"device_rules": ["a *:* rwm"]},
+            "masks": {"mask_paths": False}}
+PREDICTION = "prediction.txt"
+
+
+@exercise("10", 4, "Predict which defense stops add_key, then let the kernel decide")
+def predicted_defense() -> Verdict:
+    answer = exercise_dir("10", create=False) / PREDICTION
+    if not answer.is_file():
+        return hint(f"Write your prediction, one word of {', '.join(SUSPECTS)}, into "
+                    f"{answer} - before you try anything.")
+    guess = answer.read_text().strip().lower()
+    if guess not in SUSPECTS:
+        return hint(f"Your prediction {guess!r} is not one of {', '.join(SUSPECTS)}.")
+    from labsupport.container import attacks  # builds the probe on first use
+
+    stoppers = attacks.stopped_by("add_key", SUSPECTS)
+    if guess in stoppers:
+        return passed(f"You predicted {guess}. The kernel agrees: add_key was refused in a default "
+                      f"container and got through once only {guess} was off.")
+    return hint(f"You predicted {guess}, but with only {guess} off add_key was still refused. Does adding "
+                "a key need a capability, a device or a path - or is it a whole system call that "
+                "something must have taken away?")
 
 
 def reset() -> list[str]:
