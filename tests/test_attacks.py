@@ -22,7 +22,7 @@ from labsupport import container, ownership, process
 from labsupport.container import attacks, hardening, seccomp, shim, store
 from labsupport.container import plan as plans
 from labsupport.container import spec as specs
-from labsupport.kernel import syscalls
+from labsupport.kernel import hoststate, syscalls
 
 #: Host files an escaped container would go for first; none may change during this module.
 CANARIES = ("/etc/hosts", "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/hostname",
@@ -383,3 +383,44 @@ def test_a_wrong_prediction_gets_a_hint_and_the_right_one_passes(exercises: Path
     assert not verdict.passed and "still refused" in verdict.message and "seccomp" not in verdict.message
     answer.write_text("seccomp\n")
     assert check("10", 4).passed
+
+
+# -- strangers named like the lab's ----------------------------------------------------------
+
+def _by_name_alone() -> list[Path]:
+    """ownership.lab_cgroups as it was: every group whose name starts with "lab"."""
+    found: list[Path] = []
+    for mountpoint in hoststate.cgroup_mounts():
+        for top in mountpoint.glob(f"{ownership.PREFIX}*"):
+            found.extend(Path(d) for d, _, _ in os.walk(top))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def test_clean_spares_a_strangers_cgroup_link_and_namespace_named_like_the_labs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mounts = hoststate.cgroup_mounts()
+    group = next((m for m in mounts if m.name in ("pids", "memory")), mounts[0]) / "labstranger"
+    group.mkdir()
+    stranger = subprocess.Popen(["sleep", "120"])
+    (group / "cgroup.procs").write_text(str(stranger.pid))
+    subprocess.run(["ip", "link", "add", "labstrA", "type", "veth", "peer", "name", "labstrB"], check=True)
+    subprocess.run(["ip", "netns", "add", "labstrangerns"], check=True)
+    try:
+        labsupport.clean()
+        assert group.is_dir() and stranger.poll() is None
+        assert {"labstrA", "labstrB"} <= hoststate.links() and "labstrangerns" in hoststate.named_netns()
+        # The defense off: anything named lab* taken for the lab's, as clean once did.
+        monkeypatch.setattr(ownership, "lab_cgroups", _by_name_alone)
+        monkeypatch.setattr(ownership, "_made", lambda kind: {"links": {"labstrA", "labstrB"},
+                                                            "netns": {"labstrangerns"}}[kind])
+        labsupport.clean()
+        assert hoststate.read_process(stranger.pid) is None and not group.exists()  # killed (and reaped)
+        assert "labstrA" not in hoststate.links() and "labstrangerns" not in hoststate.named_netns()
+    finally:
+        if stranger.poll() is None:
+            stranger.kill()
+        stranger.wait()
+        subprocess.run(["ip", "link", "delete", "labstrA"], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", "labstrangerns"], capture_output=True)
+        if group.exists():
+            group.rmdir()

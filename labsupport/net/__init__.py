@@ -75,6 +75,12 @@ _RTN_NAMES = {1: "", 2: "local ", 3: "broadcast ", 7: "unreachable "}
 _made: list[tuple[str, str]] = []
 
 
+def _note(kind: str, name: str) -> None:
+    """Remember a namespace or link this process made, and tell ownership it is the lab's."""
+    _made.append((kind, name))
+    ownership.record_made("netns" if kind == "namespace" else "links", name)
+
+
 # -- the netlink worker --------------------------------------------------------
 
 _WORKER_NAME = "lab-netlink"
@@ -216,7 +222,7 @@ def create_namespace(name: str = "ns") -> str:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    _made.append(("namespace", name))
+    _note("namespace", name)
     return name
 
 
@@ -244,7 +250,7 @@ def attach_namespace(pid: int, name: str = "ns") -> str:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    _made.append(("namespace", name))
+    _note("namespace", name)
     return name
 
 
@@ -312,9 +318,10 @@ def add_veth(name: str, peer: str, namespace: str | None = None) -> tuple[str, s
     finally:
         if fd is not None:
             os.close(fd)
-    _made.append(("link", name))
+    _note("link", name)
     _quiet_ipv6(name)
     if namespace is None:
+        ownership.record_made("links", peer)  # both ends are the lab's while on the host
         _quiet_ipv6(peer)
     return name, peer
 
@@ -346,7 +353,7 @@ def add_bridge(name: str = "br") -> str:
     name = _lab_name(name)
     _require_absent(name, None)
     netlink(None, "add a bridge", lambda ipr: ipr.link("add", ifname=name, kind="bridge"), _EXISTS)
-    _made.append(("link", name))
+    _note("link", name)
     _quiet_ipv6(name)
     set_up(name)
     return name
@@ -418,6 +425,8 @@ def delete_link(link: str, namespace: str | None = None) -> None:
         require_lab(namespace, "network namespace")
         _require_link(link, namespace)
     netlink(namespace, f"delete {link}", lambda ipr: ipr.link("del", index=_index(ipr, link)))
+    if namespace is None:
+        ownership.forget_made("links", link)
 
 
 def plug(namespace: str, bridge: str, address: str, inside: str = "eth0") -> str:
@@ -454,7 +463,7 @@ def plug(namespace: str, bridge: str, address: str, inside: str = "eth0") -> str
                  {17: f"{namespace} already has a link named {inside}: plug it in once."})
     finally:
         os.close(fd)
-    _made.append(("link", host_end))
+    _note("link", host_end)
     _quiet_ipv6(host_end)
     netlink(namespace, f"switch on {inside} with {iface}", inside_side)
     return host_end

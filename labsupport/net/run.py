@@ -133,6 +133,7 @@ def remove_namespace(name: str) -> None:
     except LabError:
         pass  # a file that lost its mount: removing it is all that is left to do
     path.unlink(missing_ok=True)
+    ownership.forget_made("netns", name)
 
 
 def wait_until_ready(child: process.Child, ready: Callable[[], bool], what: str,

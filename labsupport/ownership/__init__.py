@@ -127,9 +127,9 @@ def lab_cgroups() -> list[Path]:
     """The lab's cgroup directories, deepest first (the order rmdir needs)."""
     found: list[Path] = []
     for mountpoint in hoststate.cgroup_mounts():
-        for top in mountpoint.glob(f"{PREFIX}*"):
-            if top.is_dir():
-                found.extend(Path(d) for d, _, _ in os.walk(top))
+        top = mountpoint / PREFIX  # the lab's one parent group: a stranger's "labfoo" is not ours
+        if top.is_dir():
+            found.extend(Path(d) for d, _, _ in os.walk(top))
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
@@ -155,12 +155,36 @@ def lab_mounts() -> list[hoststate.Mount]:
     return sorted(ours, key=lambda m: (m.mountpoint.count("/"), m.mount_id), reverse=True)
 
 
+#: Names of the links and network namespaces the lab made, one empty file each: a name
+#: that starts with "lab" is not enough - anyone may call a link labfoo.
+MADE_DIR = STATE_DIR / "made"
+
+
+def record_made(kind: str, name: str) -> None:
+    """Note that the lab made this link ("links") or network namespace ("netns")."""
+    (MADE_DIR / kind).mkdir(parents=True, exist_ok=True)
+    (MADE_DIR / kind / name).touch()
+
+
+def forget_made(kind: str, name: str) -> None:
+    (MADE_DIR / kind / name).unlink(missing_ok=True)
+
+
+def _made(kind: str) -> set[str]:
+    folder = MADE_DIR / kind
+    return {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+
+
 def lab_links() -> list[str]:
-    return sorted(n for n in hoststate.links() if is_lab_name(n))
+    """The host's links that the lab made (named lab*, and noted when made)."""
+    made = _made("links")
+    return sorted(n for n in hoststate.links() if is_lab_name(n) and n in made)
 
 
 def lab_netns() -> list[str]:
-    return sorted(n for n in hoststate.named_netns() if is_lab_name(n))
+    """The named network namespaces that the lab made."""
+    made = _made("netns")
+    return sorted(n for n in hoststate.named_netns() if is_lab_name(n) and n in made)
 
 
 def is_lab_ipc(obj: hoststate.IpcObject) -> bool:
@@ -258,6 +282,9 @@ def _delete_links(report: CleanReport) -> None:
             report.note("links", name)
         elif name in hoststate.links():
             report.failed.append(f"link {name}")
+    present = hoststate.links()
+    for name in _made("links") - present:  # gone with their namespace or their partner
+        forget_made("links", name)
 
 
 def _delete_netns(report: CleanReport) -> None:
@@ -268,6 +295,7 @@ def _delete_netns(report: CleanReport) -> None:
         except LabError:
             pass  # an unmounted leftover file: just remove it
         path.unlink(missing_ok=True)
+        forget_made("netns", name)
         report.note("network namespaces", name)
 
 
