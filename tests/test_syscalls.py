@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import platform
+import shutil
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +140,55 @@ def test_set_dumpable_gives_a_process_that_dropped_root_its_proc_files_back() ->
         return before, os.stat("/proc/self/uid_map").st_uid
 
     assert _as_nobody(owners) == (0, 65534)
+
+
+# -- numbers per architecture -----------------------------------------------------------------
+
+_GENERIC = ("#define __ARCH_WANT_SYS_CLONE3\n#define __BITS_PER_LONG 64\n"
+            "#include <asm-generic/unistd.h>\n")  # aarch64 uses the generic table
+
+
+def _header_numbers(source: str) -> dict[str, int]:
+    """__NR_* as the C preprocessor defines them (the kernel's own headers, not our memory)."""
+    done = subprocess.run(["gcc", "-E", "-dM", "-x", "c", "-"], input=source, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"the kernel headers are not installed: {done.stderr.strip()[:80]}")
+    found: dict[str, int] = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].startswith(("__NR_", "__NR3264_")) and parts[2].isdigit():
+            found.setdefault(parts[1].split("_", 3)[-1] if parts[1].startswith("__NR3264_")
+                             else parts[1][len("__NR_"):], int(parts[2]))
+    return found
+
+
+@pytest.mark.parametrize("arch, source", [
+    ("x86_64", "#include <asm/unistd_64.h>\n"), ("aarch64", _GENERIC)])
+def test_every_syscall_number_is_the_kernel_headers(arch: str, source: str) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("no C preprocessor")
+    headers = _header_numbers(source)
+    for name, number in syscalls.SYSCALL_NUMBERS[arch].items():
+        assert headers.get(name) == number, (arch, name)
+    if arch == "aarch64":  # a call it never had is absent from its table, not given a wrong number
+        assert "iopl" not in headers and "iopl" not in syscalls.SYSCALL_NUMBERS[arch]
+
+
+def test_an_unknown_architecture_gets_one_sentence_never_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labsupport.course import doctor
+
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
+    with pytest.raises(LabError, match="knows system call numbers for x86_64 and aarch64, not for riscv64"):
+        syscalls.number("pivot_root")
+    assert doctor.check_architecture().status == "problem"
+
+
+def test_the_seccomp_filter_is_built_for_the_architecture_it_runs_on() -> None:
+    from labsupport.container import seccomp
+
+    for arch, clone in (("x86_64", 56), ("aarch64", 220)):
+        code = seccomp.program(seccomp.DEFAULT, arch)
+        words = [struct.unpack_from("HBBI", code, i) for i in range(0, len(code), 8)]
+        assert words[1][3] == syscalls.AUDIT_ARCH[arch]      # the first comparison: the architecture
+        assert any(k == clone for _, _, _, k in words)       # clone's own number there
+    assert len(seccomp.program(seccomp.DEFAULT, "aarch64")) < len(seccomp.program(seccomp.DEFAULT, "x86_64"))

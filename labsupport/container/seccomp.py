@@ -17,8 +17,8 @@ memory the filter cannot read, so - as Docker does - it fails with ENOSYS,
 The filter is a small classic-BPF program, built here instruction by
 instruction so a learner can read it::
 
-    load the architecture    -> not x86_64? kill the process
-    load the call's number   -> an x32 call (bit 30 set)? EPERM
+    load the architecture    -> not this machine's (x86_64, aarch64)? kill the process
+    load the call's number   -> on x86_64, an x32 call (bit 30 set)? EPERM
     clone3?                  -> ENOSYS
     clone?                   -> load its flags: any CLONE_NEW* bit? EPERM
     for each denied call     -> this number? EPERM
@@ -38,22 +38,10 @@ from typing import Any
 from labsupport.kernel import syscalls
 from labsupport.kernel.errors import LabError
 
-#: x86_64 numbers of the calls a profile may deny (from <asm/unistd_64.h>; they never change).
-SYSCALLS = {
-    "ptrace": 101, "uselib": 134, "ustat": 136, "sysfs": 139, "pivot_root": 155, "acct": 163,
-    "settimeofday": 164, "mount": 165, "umount2": 166, "swapon": 167, "swapoff": 168,
-    "reboot": 169, "iopl": 172, "ioperm": 173, "init_module": 175, "delete_module": 176,
-    "quotactl": 179, "lookup_dcookie": 212, "clock_settime": 227, "mbind": 237,
-    "set_mempolicy": 238, "get_mempolicy": 239, "kexec_load": 246, "add_key": 248,
-    "request_key": 249, "keyctl": 250, "unshare": 272, "move_pages": 279, "perf_event_open": 298,
-    "name_to_handle_at": 303, "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308,
-    "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
-    "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "open_tree": 428, "move_mount": 429,
-    "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
-    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-}
-#: Calls the filter looks at more closely than by number (x86_64).
-NR_CLONE, NR_CLONE3 = 56, 435
+#: The calls a profile may deny: every one the gateway knows a number for, on some architecture
+#: (labsupport.kernel.syscalls.SYSCALL_NUMBERS); clone and clone3 the filter treats on its own.
+SYSCALLS = tuple(sorted({name for table in syscalls.SYSCALL_NUMBERS.values() for name in table}
+                        - {"clone", "clone3", "openat2"}))
 #: clone's flags that make a new namespace (<linux/sched.h>): a container may make none.
 CLONE_NAMESPACE_FLAGS = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWCGROUP | syscalls.CLONE_NEWUTS
                          | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWPID
@@ -62,8 +50,7 @@ CLONE_NAMESPACE_FLAGS = (syscalls.CLONE_NEWNS | syscalls.CLONE_NEWCGROUP | sysca
 # Classic BPF opcodes and seccomp's return values (<linux/filter.h>, <linux/seccomp.h>).
 _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
 _RET_KILL_PROCESS, _RET_ERRNO, _RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
-_AUDIT_ARCH_X86_64 = 0xC000003E
-_X32_SYSCALL_BIT = 0x40000000
+_X32_SYSCALL_BIT = 0x40000000  # x86_64's other ABI: its calls carry this bit
 # struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6].
 _OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0_LOW = 0, 4, 16  # the low half of args[0] (little-endian)
 
@@ -90,30 +77,36 @@ class Profile:
 
 
 #: The lab's default, after Docker's: what a container never needs, denied with EPERM.
-DEFAULT = Profile(tuple(SYSCALLS))
+DEFAULT = Profile(SYSCALLS)
 
 
 def _instruction(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)  # struct sock_filter
 
 
-def program(profile: Profile) -> bytes:
-    """The BPF program of ``profile``, as the bytes the kernel takes."""
+def program(profile: Profile, arch: str | None = None) -> bytes:
+    """The BPF program of ``profile`` for this machine's architecture (or ``arch``), as the bytes
+    the kernel takes. A call from another architecture's ABI kills the process: its numbers
+    would mean other calls."""
+    arch = arch or syscalls.machine()
+    numbers = syscalls.SYSCALL_NUMBERS[arch]
     fail = _instruction(_RET_K, _RET_ERRNO | profile.errno)
     code = [_instruction(_LD_W_ABS, _OFFSET_ARCH),
-            _instruction(_JEQ_K, _AUDIT_ARCH_X86_64, jt=1),
+            _instruction(_JEQ_K, syscalls.AUDIT_ARCH[arch], jt=1),
             _instruction(_RET_K, _RET_KILL_PROCESS),
-            _instruction(_LD_W_ABS, _OFFSET_NR),
-            _instruction(_JGE_K, _X32_SYSCALL_BIT, jf=1), fail]
+            _instruction(_LD_W_ABS, _OFFSET_NR)]
+    if arch == "x86_64":
+        code += [_instruction(_JGE_K, _X32_SYSCALL_BIT, jf=1), fail]
     if profile.no_new_namespaces:
-        code += [_instruction(_JEQ_K, NR_CLONE3, jf=1),
+        code += [_instruction(_JEQ_K, numbers["clone3"], jf=1),
                  _instruction(_RET_K, _RET_ERRNO | errno.ENOSYS),
-                 _instruction(_JEQ_K, NR_CLONE, jf=3),           # not clone: on to the list
-                 _instruction(_LD_W_ABS, _OFFSET_ARG0_LOW),      # clone's flags
+                 _instruction(_JEQ_K, numbers["clone"], jf=3),  # not clone: on to the list
+                 _instruction(_LD_W_ABS, _OFFSET_ARG0_LOW),     # clone's flags
                  _instruction(_JSET_K, CLONE_NAMESPACE_FLAGS, jf=1), fail,
-                 _instruction(_LD_W_ABS, _OFFSET_NR)]           # the number again, for the list
+                 _instruction(_LD_W_ABS, _OFFSET_NR)]          # the number again, for the list
     for name in profile.denied:
-        code += [_instruction(_JEQ_K, SYSCALLS[name], jf=1), fail]
+        if name in numbers:  # a call this architecture never had needs no denying
+            code += [_instruction(_JEQ_K, numbers[name], jf=1), fail]
     code.append(_instruction(_RET_K, _RET_ALLOW))
     return b"".join(code)
 
@@ -168,6 +161,7 @@ NO_NEW_NAMESPACES = "org.labsupport.seccomp.no-new-namespaces"
 
 
 def to_oci(profile: Profile) -> dict[str, Any]:
-    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+    arch = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}[syscalls.machine()]
+    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch],
             "syscalls": [{"names": list(profile.denied), "action": "SCMP_ACT_ERRNO",
                           "errnoRet": profile.errno}]}

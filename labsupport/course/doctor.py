@@ -97,6 +97,20 @@ def check_kernel() -> Verdict:
                    "Recent enough for every notebook (the lab needs 5.10 or later).")
 
 
+def check_architecture() -> Verdict:
+    """The lab calls and filters system calls by number, and the numbers differ per architecture."""
+    from labsupport.kernel import syscalls
+
+    arch = platform.machine()
+    if arch not in syscalls.SYSCALL_NUMBERS:
+        known = " and ".join(syscalls.SYSCALL_NUMBERS)
+        return Verdict("problem", arch, f"The lab knows system call numbers for {known} only: a "
+                       "container's root change and its seccomp filter would be wrong here; run "
+                       "the lab on one of those.")
+    return Verdict("ok", arch, "The lab knows this architecture's system call numbers (pivot_root, "
+                   "bpf, the seccomp filter's list).")
+
+
 def check_cgroup_layout() -> Verdict:
     """v2, v1 or hybrid: the lab supports all, but learners should know which they have."""
     layout = detect_layout()
@@ -309,6 +323,7 @@ def check_qemu() -> Verdict:
 CHECKS: tuple[tuple[str, CheckFunction], ...] = (
     ("root", check_root),
     ("kernel", check_kernel),
+    ("architecture", check_architecture),
     ("cgroup layout", check_cgroup_layout),
     ("overlayfs", check_overlayfs),
     ("user namespaces", check_user_namespaces),
