@@ -156,7 +156,7 @@ def test_clean_up_after_a_half_run_notebook(exercises: Path) -> None:
     mounts.bind(work / "notes", work / "window", read_only=True)
     report = mounts.clean_up_notebook(exercises=work)
     done = dict(report.rows)
-    assert str(box.pid) in done["boxes this kernel started"]
+    assert str(box.pid) in done["boxes this Python started"]
     assert str(work / "window") in done["mounts in your exercise directory"]
     assert str(scratch) in done["scratch directories (and every mount in them)"]
     assert not scratch.exists() and mounts.below(work) == []

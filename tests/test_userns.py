@@ -172,7 +172,7 @@ def test_clean_up_stops_boxes_and_removes_scratch(exercises: Path) -> None:
     work = workdir.exercise_dir("07")
     (work / "mine.txt").write_text("keep me\n")
     done = dict(userns.clean_up_notebook(exercises=work).rows)
-    assert str(box.pid) in done["boxes this kernel started"]
+    assert str(box.pid) in done["boxes this Python started"]
     assert str(scratch) in done["scratch directories"] and not scratch.exists()
     assert (work / "mine.txt").exists()
     assert box.wait() != 0

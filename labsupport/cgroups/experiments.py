@@ -411,7 +411,7 @@ def _refusal(attempt: Any) -> str:
 
 
 def _own_group_dir() -> str:
-    """One directory of a group this kernel sits in - a group the machine made, not the lab."""
+    """One directory of a group this Python process sits in - a group the machine made, not the lab."""
     layout = api.detect_layout()
     found = api.groups_of(os.getpid()).items()
     for hierarchy, path in sorted(found, key=lambda item: item[1] == "/"):  # a real group first

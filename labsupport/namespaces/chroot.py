@@ -124,7 +124,7 @@ class Comparison:
         raise KeyError(name)
 
     def table(self) -> Table:
-        return Table(["aspect", "on the host (this kernel)", "inside the chroot", "isolated?"],
+        return Table(["aspect", "on the host (this Python)", "inside the chroot", "isolated?"],
                      [(a.name, a.host, a.inside, "yes" if a.isolated else "NO")
                       for a in self.aspects])
 
@@ -208,9 +208,9 @@ def compare_host_and_chroot(root: str | os.PathLike) -> Comparison:
     aspects = [
         Aspect("files: what / holds", _short_list(host_root), ", ".join(inside["root"]), True),
         Aspect("processes: PIDs in /proc", f"{len(_pids_in('/proc'))}",
-               f"{inside['pids']} (after mounting /proc inside); sees this kernel's PID {kernel}: "
+               f"{inside['pids']} (after mounting /proc inside); sees this Python's PID {kernel}: "
                f"{'yes' if inside['sees_kernel'] else 'no'}", False),
-        Aspect("processes: may signal this kernel", "-",
+        Aspect("processes: may signal this Python", "-",
                f"{'yes' if inside['may_signal'] else 'no'}: os.kill({kernel}, 0) was allowed", False),
         Aspect("network interfaces", ", ".join(_interfaces()), ", ".join(inside["interfaces"]), False),
         Aspect("hostname", os.uname().nodename, inside["hostname"], False),
@@ -341,7 +341,7 @@ def proc_links_table(pid: int) -> Table:
             (f"/proc/{pid}/exe", link(f"/proc/{pid}/exe"), "its program file, opened before the chroot"),
             (f"ls /proc/{pid}/root/", ", ".join(sorted(os.listdir(f"/proc/{pid}/root"))),
              "the host can look into the root through it"),
-            (f"/proc/{os.getpid()}/root", link(f"/proc/{os.getpid()}/root"), "this kernel's own root")]
+            (f"/proc/{os.getpid()}/root", link(f"/proc/{os.getpid()}/root"), "this Python process's own root")]
     return Table(["what the host reads", "value", "meaning"], rows)
 
 
@@ -369,7 +369,7 @@ def mount_views(root: str | os.PathLike) -> Table:
     pivoted = process.run_function(_pivoted_view, root=root, namespaces=["mnt"],
                                    pivot=True, mount_proc=True)
     host = (os.readlink("/proc/self/ns/mnt"), _mountinfo_of("self"))
-    rows = [("this kernel (host)", host[0], f"{len(host[1])} lines", "the host's whole table"),
+    rows = [("this Python (host)", host[0], f"{len(host[1])} lines", "the host's whole table"),
             (f"chrooted (PID {pid})", chrooted[0], "\n".join([f"{len(chrooted[1])} lines", *chrooted[1]]),
              "the SAME table; mounts outside its root are only left out of its view"),
             ("pivot_root + mount namespace", pivoted[0], "\n".join([f"{len(pivoted[1])} lines", *pivoted[1]]),

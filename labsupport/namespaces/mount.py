@@ -360,7 +360,7 @@ def clean_up_notebook(exercises: str | os.PathLike | None = None) -> Table:
     scratch = sorted(ownership.TEMP_DIR.glob(f"{ownership.PREFIX}-{SCRATCH}-*"))
     removed = chroot.remove_scratch(*scratch)
     return Table(["what", "removed"], [
-        ("boxes this kernel started", ", ".join(map(str, stopped)) or "none"),
+        ("boxes this Python started", ", ".join(map(str, stopped)) or "none"),
         ("mounts in your exercise directory", "\n".join(unmounted) or "none"),
         ("scratch directories (and every mount in them)", "\n".join(map(str, removed)) or "none"),
         ("your exercise files", f"kept: {exercises}" if exercises else "-")], "Clean up")

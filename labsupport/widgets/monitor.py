@@ -11,6 +11,7 @@ safe beside a Jupyter kernel's own threads; no namespace work happens here.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ class GroupMonitor:
         stop.on_click(lambda _button: self.stop())
         controls: list[widgets.Widget] = [stop]
         if "cpu" in self.group.homes:
-            quota = widgets.IntSlider(value=100, min=5, max=100, step=5, description="CPU quota %",
+            # % of ONE core, as the CPU panel counts; the top of the scale (every core) is no quota.
+            quota = widgets.IntSlider(value=self.all_cores, min=5, max=self.all_cores, step=5,
+                                      description=f"CPU quota, % of one core ({self.all_cores} = none)",
                                       continuous_update=False, style={"description_width": "initial"})
             quota.observe(lambda change: self.set_quota(change["new"]), names="value")
             controls.append(quota)
@@ -91,9 +94,15 @@ class GroupMonitor:
         self._thread.start()
         return widgets.VBox([widgets.HBox(controls), status, image])
 
+    @property
+    def all_cores(self) -> int:
+        """Every core of this machine, in % of one core: the most a group can use at all."""
+        return 100 * (os.cpu_count() or 1)
+
     def set_quota(self, percent: float) -> None:
-        """The slider's action: 100% lifts the quota, anything lower caps the group."""
-        share = None if percent >= 100 else f"{percent}%"
+        """The slider's action: the top of the scale lifts the quota, anything lower caps the group
+        (150 lets it use one and a half cores)."""
+        share = None if percent >= self.all_cores else f"{percent}%"
         try:
             self.group.limit_cpu(share)
             self.quota = None if share is None else percent
@@ -174,9 +183,11 @@ class GroupMonitor:
         mem.set_title("memory, MiB", fontsize=9)
         mem.legend(fontsize=7, loc="upper left")
         cpu.plot(t, [s.cpu_percent for s in self.samples], color="C1")
-        cpu.plot(t, [100 if s.quota_percent is None else s.quota_percent for s in self.samples],
+        # The quota line only where a quota is set; without one the ceiling is every core.
+        cpu.plot(t, [float("nan") if s.quota_percent is None else s.quota_percent for s in self.samples],
                  color="C3", ls=":", label="quota")
-        cpu.set_ylim(0, max([110.0] + [s.cpu_percent * 1.1 for s in self.samples]))  # 2 cores: 200%
+        cpu.axhline(self.all_cores, color="0.6", lw=0.8, ls="--", label=f"all {self.all_cores // 100} cores")
+        cpu.set_ylim(0, max([self.all_cores * 1.1] + [s.cpu_percent * 1.1 for s in self.samples]))
         cpu.set_title("CPU, % of one core", fontsize=9)
         cpu.legend(fontsize=7, loc="upper left")
         pids.step(t, [s.pids for s in self.samples], where="post", color="C2")
