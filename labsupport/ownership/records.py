@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import psutil
+from labsupport.kernel import hoststate
 
 STATE_FILE = "state.json"
 
@@ -41,22 +41,18 @@ def directories(parent: Path) -> list[Path]:
     return sorted(d for d in parent.glob("*") if (d / STATE_FILE).exists()) if parent.is_dir() else []
 
 
-def started(pid: int) -> Optional[float]:
-    """When ``pid`` started (what ``alive`` compares to know it was not handed to another)."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+def started(pid: int) -> Optional[int]:
+    """When ``pid`` started, in clock ticks since boot (what ``alive`` compares, to know the
+    number was not handed to another process since)."""
+    proc = hoststate.read_process(pid)
+    return proc.start_ticks if proc else None
 
 
-def alive(pid: Optional[int], create_time: Optional[float] = None) -> bool:
+def alive(pid: Optional[int], start_ticks: Optional[int] = None) -> bool:
     """True if ``pid`` runs and is no zombie - and, given its start time, is the same process."""
     if not pid:
         return False
-    try:
-        proc = psutil.Process(pid)
-        # The start time is counted in clock ticks (10 ms): the same process reads the same value.
-        return proc.status() != psutil.STATUS_ZOMBIE and (
-            create_time is None or abs(proc.create_time() - create_time) < 0.005)
-    except psutil.Error:
+    proc = hoststate.read_process(pid)
+    if proc is None or hoststate.process_state(pid) in ("", "Z", "X"):
         return False
+    return start_ticks is None or proc.start_ticks == start_ticks

@@ -61,9 +61,9 @@ def keep(directory: Path) -> None:
         records.write(directory, status="failed", error=str(err))
         return
     with machine:
-        qemu = psutil.Process(machine.pid)
-        records.write(directory, status="booting", qemu_pid=machine.pid, qemu_started=qemu.create_time(),
-               accelerator=machine.accelerator, console=str(machine.console_path))
+        records.write(directory, status="booting", qemu_pid=machine.pid,
+                      qemu_started=records.started(machine.pid),
+                      accelerator=machine.accelerator, console=str(machine.console_path))
         try:
             reached = machine.wait_for(READY_MARKER, BOOT_TIMEOUT, fail_on=(FAILED_MARKER,))
         except LabError as err:
@@ -108,7 +108,7 @@ def boot(name: Optional[str] = None, memory_mb: int = 256, cpus: int = 2,
         keeper = subprocess.Popen([sys.executable, "-m", "labsupport.vm.background", str(directory)],
                                   env=env, start_new_session=True, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=log)
-    records.write(directory, keeper_pid=keeper.pid, keeper_started=psutil.Process(keeper.pid).create_time())
+    records.write(directory, keeper_pid=keeper.pid, keeper_started=records.started(keeper.pid))
     deadline = time.monotonic() + timeout + 30
     while time.monotonic() < deadline:
         state = records.read(directory)
