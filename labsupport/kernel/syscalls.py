@@ -23,7 +23,6 @@ from labsupport.kernel.errors import KernelError, LabError, describe_errno
 LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 #: mq_* live in librt (glibc folded them into libc in 2.34; librt still exports them).
 LIBRT = ctypes.CDLL(ctypes.util.find_library("rt") or "librt.so.1", use_errno=True)
-_libc = LIBC
 
 #: The system calls the lab makes by number (libc has no wrapper) or filters with seccomp, per
 #: architecture: <asm/unistd_64.h> on x86_64, the generic table of <asm-generic/unistd.h> on
@@ -166,9 +165,6 @@ def check(result: int, call: str, subject: str = "") -> int:
     return result
 
 
-_fail, _check = fail, check
-
-
 def _b(path: str | os.PathLike | None) -> bytes | None:
     return None if path is None else os.fsencode(path)
 
@@ -190,9 +186,9 @@ def unshare(flags: int) -> None:
         try:
             os.unshare(flags)
         except OSError as err:
-            raise _fail("unshare", err.errno or 0, "") from None
+            raise fail("unshare", err.errno or 0, "") from None
         return
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    check(LIBC.unshare(ctypes.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0, subject: str = "") -> None:
@@ -201,22 +197,22 @@ def setns(fd: int, nstype: int = 0, subject: str = "") -> None:
         try:
             os.setns(fd, nstype)
         except OSError as err:
-            raise _fail("setns", err.errno or 0, subject) from None
+            raise fail("setns", err.errno or 0, subject) from None
         return
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", subject)
+    check(LIBC.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", subject)
 
 
 def mount(source: str | os.PathLike | None, target: str | os.PathLike,
           fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
     """mount(2): attach a filesystem, or change a mount's flags or propagation."""
-    result = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags),
+    result = LIBC.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags),
                          None if data is None else data.encode())
-    _check(result, "mount", os.fspath(target))
+    check(result, "mount", os.fspath(target))
 
 
 def umount(target: str | os.PathLike, flags: int = 0) -> None:
     """umount2(2): detach a mount (``MNT_DETACH`` for a lazy unmount)."""
-    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount2", os.fspath(target))
+    check(LIBC.umount2(_b(target), ctypes.c_int(flags)), "umount2", os.fspath(target))
 
 
 def pivot_root(new_root: str | os.PathLike, put_old: str | os.PathLike) -> None:
@@ -225,14 +221,14 @@ def pivot_root(new_root: str | os.PathLike, put_old: str | os.PathLike) -> None:
     Unlike chroot it changes the root of the whole mount namespace, so the old
     root can then be unmounted and nothing is left to escape back to.
     """
-    result = _libc.syscall(ctypes.c_long(number("pivot_root")), _b(new_root), _b(put_old))
-    _check(result, "pivot_root", os.fspath(new_root))
+    result = LIBC.syscall(ctypes.c_long(number("pivot_root")), _b(new_root), _b(put_old))
+    check(result, "pivot_root", os.fspath(new_root))
 
 
 def sethostname(name: str) -> None:
     """sethostname(2): set the hostname of the current UTS namespace."""
     raw = name.encode()
-    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)
+    check(LIBC.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)
 
 
 def chroot(path: str | os.PathLike) -> None:
@@ -240,7 +236,7 @@ def chroot(path: str | os.PathLike) -> None:
     try:
         os.chroot(path)
     except OSError as err:
-        raise _fail("chroot", err.errno or 0, os.fspath(path)) from None
+        raise fail("chroot", err.errno or 0, os.fspath(path)) from None
 
 
 def set_parent_death_signal(signum: int) -> None:
@@ -248,7 +244,7 @@ def set_parent_death_signal(signum: int) -> None:
 
     This is how a child of a Jupyter kernel dies with it even on SIGKILL.
     """
-    _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0), "prctl")
+    check(LIBC.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), 0, 0, 0), "prctl")
 
 
 def set_dumpable(dumpable: bool = True) -> None:
@@ -261,7 +257,7 @@ def set_dumpable(dumpable: bool = True) -> None:
     join a container makes itself non-dumpable first: then root inside cannot
     open its /proc/PID/fd or /proc/PID/mem (CVE-2019-5736 went through /proc).
     """
-    _check(_libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(1 if dumpable else 0), 0, 0, 0), "prctl")
+    check(LIBC.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(1 if dumpable else 0), 0, 0, 0), "prctl")
 
 
 def set_process_name(name: str) -> None:
@@ -270,7 +266,7 @@ def set_process_name(name: str) -> None:
     A forked Python keeps its parent's name; the lab's supervisors rename
     themselves so a learner running ``ps`` sees what they are.
     """
-    _check(_libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0), "prctl")
+    check(LIBC.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0), "prctl")
 
 
 class _SockFprog(ctypes.Structure):
@@ -285,13 +281,13 @@ def set_seccomp_filter(program: bytes) -> None:
     """
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
-    _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
+    check(LIBC.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
            "prctl(PR_SET_SECCOMP)")
 
 
 def set_no_new_privs() -> None:
     """Forbid gaining privileges through exec (setuid binaries, file caps)."""
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl")
+    check(LIBC.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl")
 
 
 # -- capabilities ----------------------------------------------------------------
@@ -304,7 +300,7 @@ _CAP_VERSION_3 = 0x20080522
 
 def prctl(option: int, arg: int = 0, arg3: int = 0, what: str = "prctl") -> None:
     """prctl(2) with whole-number arguments (keep capabilities, drop one from the bounding set ...)."""
-    check(_libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), 0, 0), what)
+    check(LIBC.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), 0, 0), what)
 
 
 class _CapHeader(ctypes.Structure):
@@ -324,14 +320,14 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = effective >> (32 * i) & 0xFFFFFFFF
         data[i].permitted = permitted >> (32 * i) & 0xFFFFFFFF
         data[i].inheritable = inheritable >> (32 * i) & 0xFFFFFFFF
-    check(_libc.capset(ctypes.byref(header), data), "capset")
+    check(LIBC.capset(ctypes.byref(header), data), "capset")
 
 
 # -- bpf -------------------------------------------------------------------------
 
 def bpf(command: int, attr: ctypes.Array, size: int) -> int:
     """bpf(2): ``attr`` is the union bpf_attr, packed by the caller; returns what the call returns."""
-    result = _libc.syscall(ctypes.c_long(number("bpf")), ctypes.c_int(command), attr, ctypes.c_uint(size))
+    result = LIBC.syscall(ctypes.c_long(number("bpf")), ctypes.c_int(command), attr, ctypes.c_uint(size))
     if result < 0:
         raise fail("bpf", ctypes.get_errno())
     return result
@@ -352,7 +348,7 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     """openat2(2): open ``path`` below ``dirfd`` with the kernel resolving it under ``resolve``'s
     rules - with RESOLVE_IN_ROOT, "/" and ".." and every symbolic link stop at ``dirfd``."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    fd = _libc.syscall(ctypes.c_long(number("openat2")), ctypes.c_int(dirfd), _b(path),
+    fd = LIBC.syscall(ctypes.c_long(number("openat2")), ctypes.c_int(dirfd), _b(path),
                        ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
     return check(fd, "openat2", path)
 

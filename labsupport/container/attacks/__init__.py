@@ -147,7 +147,7 @@ class Defense:
 
 DEFENSES = (
     Defense("pivot_root, old root detached", "notebook 01's chroot escape reads a host file",
-            "root.path", "always (runc pivots)", lambda on: _escape(on)),
+            "root.path", "always (runc pivots)", _escape),
     Defense("dropped capabilities", "root changes a network interface (CAP_NET_ADMIN)",
             "process.capabilities", "--cap-add NET_ADMIN", _change_a_link),
     Defense("no_new_privs", "an ordinary user inside runs a setuid-root program",
