@@ -20,7 +20,8 @@ from typing import Any
 from labsupport.kernel.errors import LabError
 
 #: Benchmarks the command line offers: name -> module with run() and report().
-BENCHMARKS = ("namespaces", "vms", "containers", "memory", "overhead", "density", "devices")
+BENCHMARKS = ("namespaces", "vms", "containers", "runtimes", "startpath", "memory", "overhead", "density",
+              "devices")
 
 
 def benchmark(name: str) -> ModuleType:

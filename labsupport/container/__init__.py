@@ -24,6 +24,7 @@ from labsupport.container.runtime import (
     run,
     run_bundle,
     start,
+    start_phases,
     stop,
     try_escape,
     wait,
@@ -33,5 +34,5 @@ from labsupport.container.spec import parse as parse_spec
 from labsupport.container.store import list_containers, state
 
 __all__ = ["bundle_plan", "create", "create_bundle", "exec_in", "inspect", "kill", "list_containers", "load_spec",
-           "logs", "observe", "parse_spec", "plan_of", "ps_table", "remove", "run", "run_bundle", "start", "state", "stop",
+           "logs", "observe", "parse_spec", "plan_of", "ps_table", "remove", "run", "run_bundle", "start", "start_phases", "state", "stop",
            "try_escape", "wait"]

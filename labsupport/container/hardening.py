@@ -30,6 +30,7 @@ from labsupport.container import seccomp
 from labsupport.container.spec import Spec
 from labsupport.kernel import syscalls
 from labsupport.kernel.errors import LabError
+from labsupport.process import timeline
 
 CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
                 "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
@@ -149,8 +150,7 @@ def _make_root_readonly(inside: Inside) -> None:
 
 
 def _bring_up_lo(inside: Inside) -> None:
-    from labsupport import net  # the shim forked this process with net imported: no cost here
-    net.loopback_up_here()
+    syscalls.loopback_up()
 
 
 def _wait_for_go(inside: Inside) -> None:
@@ -221,6 +221,7 @@ def _environment(spec: Spec) -> dict[str, str]:
 def run_steps(steps: Sequence[str], inside: Inside) -> None:
     """Take these steps of the plan, in the plan's order; the last one, exec, never returns."""
     for name in steps:
+        timeline.mark(name)
         ACTIONS[name](inside)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -33,6 +32,7 @@ from labsupport.container.spec import Spec
 from labsupport.kernel.errors import LabError, require_root
 from labsupport.kernel.tables import Table
 from labsupport.namespaces import rootfs
+from labsupport.process import timeline
 
 if TYPE_CHECKING:
     from labsupport.namespaces import chroot
@@ -101,7 +101,7 @@ def _release_root(directory: Path) -> None:
 # -- create / start ----------------------------------------------------------------
 
 def _new_id() -> str:
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()
 
 
 def _check_name(name: str) -> str:
@@ -190,6 +190,7 @@ def create(image: str = "busybox", command: Sequence[str] = (), name: str | None
     container_id = _new_id()
     name = _check_name(name or f"box-{container_id[:6]}")
     directory = store.make_container_dir(container_id, _remapped_root(REMAP) if userns else None)
+    timeline.note(directory / store.TIMELINE, "create: the root from the image")
     try:
         root, config = prepare_root(image, directory)
         args = list(command) or config["cmd"]
@@ -247,6 +248,7 @@ def _remapped_root(uid_map: str) -> int | None:
 
 def _save(directory: Path, spec: Spec, name: str, image: str, ports: list[Publish],
           network: str = "bridge") -> str:
+    timeline.note(directory / store.TIMELINE, "create: write the spec and the state")
     for sub in ("proc", "sys", "dev"):
         (Path(spec.root) / sub).mkdir(exist_ok=True)
     (directory / "config.json").write_text(json.dumps(spec.to_json(), indent=1))
@@ -267,11 +269,13 @@ def start(ref: str, timeout: float = 20) -> dict[str, Any]:
     if current.get("network", "bridge") == "bridge":
         from labsupport import net
         net.preload()  # once here, rather than in every shim
+    timeline.note(directory / store.TIMELINE, "start: fork the shim")
     report_r = shim.launch(directory)
     try:
         select.select([report_r], [], [], timeout)
     finally:
         os.close(report_r)
+    timeline.note(directory / store.TIMELINE, "start: the caller hears it runs")
     current = store.read_state(directory)
     if current.get("status") in ("running", "exited"):
         if current.get("error"):
@@ -403,6 +407,7 @@ def wait(ref: str, timeout: float = 30) -> int | None:
     if not _wait_exited(directory, timeout):
         raise LabError(f"The container {ref} was still running after {timeout} s: stop it, "
                        "or wait longer.")
+    timeline.note(directory / store.TIMELINE, "wait: the caller hears it ended")
     return store.read_state(directory).get("exit_code")
 
 
@@ -455,6 +460,11 @@ def remove(ref: str, force: bool = False) -> None:
         shim.undo_host_side(left)
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_phases(ref: str) -> list[timeline.Phase]:
+    """Where this container's create, start and end went, step by step (in milliseconds)."""
+    return timeline.phases(store.find(ref) / store.TIMELINE)
 
 
 def logs(ref: str) -> str:

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from labsupport import cgroups, net, ownership, process
+from labsupport import cgroups, ownership, process
 from labsupport.container import hardening, store
 from labsupport.container import plan as plans
 from labsupport.container.plan import Plan
 from labsupport.container.spec import Spec
 from labsupport.kernel import hoststate, syscalls
 from labsupport.kernel.errors import LabError
-from labsupport.net import run as netrun
+from labsupport.process import timeline
 
 BRIDGE = "labctr0"
 SUBNET = ipaddress.ip_network("10.89.0.0/24")
@@ -121,6 +121,7 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
     Each piece is written to state.json as soon as it exists, so a failure
     half-way can still be undone.
     """
+    from labsupport import net  # pyroute2's kin: only containers on the bridge pay for it
     state = store.write_state(directory, netns=net.attach_namespace(pid, f"labc{directory.name[:8]}"))
     with _bridge_lock():
         if BRIDGE not in hoststate.links():
@@ -149,6 +150,8 @@ def _undo_network(state: dict[str, Any]) -> None:
             portproxy.unpublish(host_port, host_address)
         except LabError:
             pass
+    from labsupport import net
+    from labsupport.net import run as netrun
     with _bridge_lock():
         if state.get("netns"):
             try:
@@ -290,11 +293,14 @@ def supervise(directory: Path, report_w: int) -> int:
     run = _Run(directory, spec, container_plan(state, spec))
     try:
         for name in run.plan.names(plans.HOST):
+            timeline.mark(name)
             HOST_ACTIONS[name](run)
         _report(report_w)
         code = run.child.wait(None)  # type: ignore[union-attr]
+        timeline.mark("undo the host side")
         undo_host_side(store.read_state(directory))
         store.write_state(directory, status="exited", exit_code=code)
+        timeline.mark("the shim ends")
         return 0
     except BaseException as err:  # noqa: BLE001 - the starter reads the reason from state.json
         if run.child is not None:
@@ -363,6 +369,8 @@ def _become_shim(directory: Path, report_w: int) -> None:
         os.closerange(report_w + 1, 65536)
         sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
         syscalls.set_process_name("lab-shim")
+        timeline.begin(directory / store.TIMELINE)
+        timeline.mark("the shim begins")
         ownership.register_process(os.getpid())
         code = supervise(directory, report_w)
     except BaseException:  # noqa: BLE001 - nothing above may reach the starter's handlers

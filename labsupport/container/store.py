@@ -18,6 +18,8 @@ from labsupport.kernel.errors import LabError
 from labsupport.ownership import records
 
 CONTAINERS_DIR = ownership.STATE_DIR / "containers"
+#: In each container's directory: where its start went (labsupport.process.timeline).
+TIMELINE = "timeline"
 
 
 def make_container_dir(container_id: str, owner: int | None = None) -> Path:

@@ -15,7 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import platform
+import sys
 
 from labsupport.kernel.errors import KernelError, LabError, describe_errno
 
@@ -63,7 +63,7 @@ AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
 def machine() -> str:
     """This machine's architecture, if the lab knows its numbers; one plain sentence if not."""
-    name = platform.machine()
+    name = os.uname().machine
     if name not in SYSCALL_NUMBERS:
         raise LabError(f"The lab knows system call numbers for {' and '.join(SYSCALL_NUMBERS)}, "
                        f"not for {name}: run it on one of those.")
@@ -422,3 +422,28 @@ def write_in_root(root: str | os.PathLike, path: str, data: bytes, mode: int = 0
     fd = open_in_root(root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
+
+
+# -- network devices ----------------------------------------------------------------
+
+IFF_UP = 0x1
+SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914  # the same on every architecture the lab knows
+
+
+def loopback_up() -> None:
+    """Switch on lo in the calling process's own network namespace, without netlink.
+
+    For a container's first process, already in its namespace and its new root:
+    one ioctl on a socket (what ``ifconfig lo up`` does) - no pyroute2, no thread,
+    and no module to import from a root that has no Python.
+    """
+    sock = LIBC.socket(2, 2, 0)  # AF_INET, SOCK_DGRAM: any socket will do for the ioctl
+    check(sock, "socket", "AF_INET")
+    try:
+        request = ctypes.create_string_buffer(b"lo", 40)  # struct ifreq: name[16], then flags
+        check(LIBC.ioctl(sock, SIOCGIFFLAGS, request), "ioctl", "SIOCGIFFLAGS lo")
+        flags = int.from_bytes(request.raw[16:18], sys.byteorder) | IFF_UP
+        request[16:18] = flags.to_bytes(2, sys.byteorder)
+        check(LIBC.ioctl(sock, SIOCSIFFLAGS, request), "ioctl", "SIOCSIFFLAGS lo")
+    finally:
+        os.close(sock)

@@ -64,7 +64,6 @@ FAR_AWAY = "198.51.100.7"
 
 _IFNAMSIZ = 15
 _IFF_UP = 0x1
-_SIOCGIFFLAGS, _SIOCSIFFLAGS = 0x8913, 0x8914
 _IFF_LOWER_UP = 0x10000
 _MAIN_TABLE = 254
 _RTPROT_KERNEL = 2
@@ -386,18 +385,6 @@ def _set_state(link: str, namespace: str | None, state: str) -> None:
 def set_up(link: str, namespace: str | None = None) -> None:
     """Bring a link up (``ip link set LINK up``), on the host or in a namespace."""
     _set_state(link, namespace, "up")
-
-
-def loopback_up_here() -> None:
-    """Switch on lo in the calling process's own network namespace, without netlink.
-
-    For a container's first process, already in its namespace: one ioctl on
-    a socket (what ``ifconfig lo up`` does) spares it pyroute2 and a thread.
-    """
-    request = struct.pack("16sH22x", b"lo", 0)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        flags = struct.unpack_from("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
 
 
 def preload() -> None:

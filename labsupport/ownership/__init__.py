@@ -25,7 +25,6 @@ process             registered under /run/labsupport/procs (PID + start time),
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -58,7 +57,7 @@ IPC_KEYS = range(0x1AB00000, 0x1AB10000)
 
 def owned_name(stem: str, max_len: int = _IFNAMSIZ) -> str:
     """A fresh lab-owned name such as ``labweb3f2a``, short enough for a link."""
-    name = f"{PREFIX}{stem}{secrets.token_hex(2)}"
+    name = f"{PREFIX}{stem}{os.urandom(2).hex()}"
     if len(name) > max_len:
         raise LabError(f"The name {name!r} is longer than {max_len} characters: use a shorter stem.")
     return name

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 from labsupport import ownership
 from labsupport.kernel import syscalls
 from labsupport.kernel.errors import LabError, require_root
+from labsupport.process import timeline
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -335,8 +336,9 @@ def steps_for(iso: Isolation) -> list[str]:
 
 def _enter(iso: Isolation, pipes: _Pipes, parent: int) -> None:
     """Everything between fork and running the target: ``ENTER_STEPS``, in order."""
-    for _name, wanted, action in ENTER_STEPS:
+    for name, wanted, action in ENTER_STEPS:
         if wanted(iso):
+            timeline.mark(name)
             action(iso, pipes, parent)
 
 
