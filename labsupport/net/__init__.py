@@ -35,11 +35,9 @@ inside a lab namespace (``eth0``) are free: they die with the namespace.
 """
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import os
 import socket
-import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
