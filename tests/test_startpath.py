@@ -39,11 +39,15 @@ def test_every_step_of_the_plan_is_marked_in_order_and_the_steps_add_up() -> Non
 def test_the_startpath_benchmark_cuts_each_start_into_the_same_steps() -> None:
     result = startpath.run(rounds=2, progress=False)
     assert result.peers and all(len(result.samples[p.name]) == 2 for p in result.peers)
-    whose = {p.group: p.series for p in result.peers}
-    assert whose["start: fork the shim"] == startpath.CALLER
-    assert whose["create the cgroup and set its limits"] == startpath.SHIM
-    assert whose["install the seccomp filter"] == startpath.INSIDE
-    assert startpath.REMOVE in whose
+    assert "other" not in result.groups(), "a step of the plan has no part in startpath.PARTS"
+    steps = result.settings["steps"]
+    assert f"start: fork the shim ({startpath.CALLER})" in steps
+    assert f"create the cgroup and set its limits ({startpath.SHIM})" in steps
+    assert f"install the seccomp filter ({startpath.INSIDE})" in steps
+    assert f"{startpath.REMOVE} ({startpath.CALLER})" in steps
+    for i in range(2):
+        assert sum(result.samples[p.name][i] for p in result.peers) == \
+            pytest.approx(result.settings["total_ms_per_start"][i])
     assert "All steps of one start" in startpath.report(result)
 
 
