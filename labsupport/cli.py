@@ -36,8 +36,10 @@ def _setup(args: argparse.Namespace) -> int:
     kernel, initrd = initramfs.prepare()
     print(f"guest kernel: {kernel}\nguest initramfs: {initrd}")
     print(f"full guest: {debian_image.build()}")
-    from labsupport.container import attacks
+    from labsupport.container import attacks, shim
+    from labsupport.process import programs
     print(f"attack probe: {attacks.probe()}")
+    print(f"container reaper: {programs.build(shim.REAPER)}")
     return 0
 
 

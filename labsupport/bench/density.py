@@ -37,7 +37,7 @@ VMS, QUICK_VMS = 3, 2
 DEADLINE = 30.0
 STARTERS = 4  # containers started at once
 PSS, RSS = "PSS per idle instance", "RSS per idle instance"
-CONTAINER, SHIM, MICROVM = "lab container", "lab container + its Python shim", "microVM"
+CONTAINER, SHIM, MICROVM = "lab container", "lab container + its shim", "microVM"
 GIB = 1024.0  # MiB
 
 

@@ -26,7 +26,7 @@ from labsupport.bench.runner import Peer, run_peers
 
 ROUNDS, QUICK_ROUNDS = 3, 1
 PSS, RSS, DISK = "idle PSS", "idle RSS", "on disk"
-CONTAINER, SHIM = "lab container (busybox sleep)", "lab container + its Python shim"
+CONTAINER, SHIM = "lab container (busybox sleep)", "lab container + its shim"
 MICROVM, FULL = "microVM (idle at its shell)", "full Debian VM (idle after SSH)"
 
 

@@ -64,6 +64,8 @@ PARTS = {
     "install the seccomp filter": "seccomp filter",
     "exec the program": "exec /bin/true, run it, reap it",
     "start: the caller hears it runs": "tell the caller",
+    "hand over to the reaper": "the shim becomes the C reaper (exec)",
+    "the reaper records the end": "end: undo the host side, record the exit",
     "undo the host side": "end: undo the host side, record the exit",
     "the shim ends": "end: undo the host side, record the exit",
     REMOVE: "remove: unmount the root, delete the state",

@@ -269,6 +269,7 @@ def start(ref: str, timeout: float = 20) -> dict[str, Any]:
     if current.get("network", "bridge") == "bridge":
         from labsupport import net
         net.preload()  # once here, rather than in every shim
+    shim.reaper()  # built once per machine, here in the caller: the shim only looks for it
     timeline.note(directory / store.TIMELINE, "start: fork the shim")
     report_r = shim.launch(directory)
     try:

@@ -5,8 +5,15 @@ new interpreter, because importing the lab and pyroute2 afresh cost a quarter
 of a second per container. It lives in its own session, adopted by init, so
 the container survives the notebook or CLI that started it; it forks the
 container with labsupport.process, sets up the host side (cgroup, network,
-published ports) while the container waits before exec, records the state,
-and undoes the host side when the container ends.
+published ports) while the container waits before exec, and records the state.
+
+Once the container runs there is nothing left to do but wait, so the shim
+execs the reaper (reaper.c, built once into the lab's cache): the same PID,
+still the parent of the container's PID 1, a few hundred KiB where a Python
+holds megabytes for the container's whole life. The reaper removes the
+cgroups and records the exit code; a container on the bridge needs Python
+again at its end, so the reaper hands back to ``finish``. Where gcc is
+missing, the Python shim waits and undoes the host side itself.
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ from labsupport.container.plan import Plan
 from labsupport.container.spec import Spec
 from labsupport.kernel import hoststate, syscalls
 from labsupport.kernel.errors import LabError
-from labsupport.process import timeline
+from labsupport.process import programs, timeline
 
 BRIDGE = "labctr0"
 SUBNET = ipaddress.ip_network("10.89.0.0/24")
@@ -296,6 +303,7 @@ def supervise(directory: Path, report_w: int) -> int:
             timeline.mark(name)
             HOST_ACTIONS[name](run)
         _report(report_w)
+        _hand_over_to_the_reaper(run)  # returns only where the reaper is not built
         code = run.child.wait(None)  # type: ignore[union-attr]
         timeline.mark("undo the host side")
         undo_host_side(store.read_state(directory))
@@ -312,6 +320,61 @@ def supervise(directory: Path, report_w: int) -> int:
                           else f"The container could not start: {err!r}")
         _report(report_w)
         return 1
+
+
+#: The C program this shim becomes once the container runs (labsupport.process.programs).
+REAPER = Path(__file__).with_name("reaper.c")
+
+
+def reaper() -> Path | None:
+    """The reaper, built into the lab's cache (once per version); None where gcc is missing
+    - the shim then stays in Python for the container's life, as it did before the reaper."""
+    try:
+        return programs.build(REAPER)
+    except LabError:
+        return None
+
+
+def _hand_over_to_the_reaper(run: _Run) -> None:
+    """exec the reaper: the same PID, still the parent of the container's PID 1, a few hundred
+    KiB instead of this Python's megabytes for as long as the container lives.
+
+    It removes the cgroups itself; a container on the bridge, or with published
+    ports, needs Python again at its end, so the reaper then execs ``finish``.
+    """
+    program = programs.built(REAPER)
+    if program is None or run.child is None:
+        return
+    state = store.read_state(run.directory)
+    argv = [str(program), str(run.child.pid), str(run.directory)]
+    for directory in run.group.directories:
+        argv += ["--cgroup", str(directory)]
+    for pid in (os.getpid(), run.child.pid):
+        argv += ["--forget", str(ownership.PROCS_DIR / str(pid))]
+    if state.get("netns") or state.get("publish"):
+        argv += ["--", sys.executable, "-m", "labsupport.container.shim", "finish",
+                 str(run.directory)]
+    env = {**os.environ, "PYTHONPATH": _PACKAGE_PARENT, ownership.MARKER_ENV: "1"}
+    timeline.mark("hand over to the reaper")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
+
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def finish(directory: Path, code: int) -> None:
+    """A container's end, after its reaper: undo the host side, then record the exit."""
+    timeline.begin(directory / store.TIMELINE)
+    timeline.mark("undo the host side")
+    state = store.read_state(directory)
+    undo_host_side(state)
+    store.write_state(directory, status="exited", exit_code=code)
+    for key in ("group", "shim_pid"):
+        if state.get(key):
+            ownership.unregister_process(state[key])
+    timeline.mark("the shim ends")
 
 
 def _report(report_w: int) -> None:
@@ -379,3 +442,8 @@ def _become_shim(directory: Path, report_w: int) -> None:
     finally:
         ownership.unregister_process(os.getpid())
         os._exit(code)
+
+
+if __name__ == "__main__":  # the reaper's hand-back: python -m labsupport.container.shim finish DIR
+    if len(sys.argv) == 3 and sys.argv[1] == "finish":
+        finish(Path(sys.argv[2]), int(os.environ.get("LAB_EXIT_CODE", "-9")))

@@ -20,6 +20,8 @@ from labsupport.ownership import records
 CONTAINERS_DIR = ownership.STATE_DIR / "containers"
 #: In each container's directory: where its start went (labsupport.process.timeline).
 TIMELINE = "timeline"
+#: ... and, once its reaper saw the end, the exit code.
+EXIT_CODE = "exit_code"
 
 
 def make_container_dir(container_id: str, owner: int | None = None) -> Path:
@@ -45,8 +47,22 @@ def container_dir(container_id: str) -> Path:
     return CONTAINERS_DIR / container_id
 
 
-read_state = records.read
 write_state = records.write
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    """The container's state, with its end as the reaper recorded it (labsupport.container.shim):
+    a C program writes no JSON, so the exit code it keeps is a file of its own."""
+    current = records.read(directory)
+    if current.get("status") == "running":
+        try:
+            code = int((directory / EXIT_CODE).read_text())
+        except (FileNotFoundError, ValueError):
+            return current
+        current.update(status="exited", exit_code=code)
+    return current
+
+
 alive = records.alive
 
 
@@ -73,7 +89,10 @@ def state(ref: str) -> dict[str, Any]:
 def state_of(directory: Path) -> dict[str, Any]:
     current = read_state(directory)
     if current.get("status") == "running" and not holds(current, "shim_pid"):
-        current = write_state(directory, status="exited", exit_code=current.get("exit_code"))
+        # Read again: a shim records its end just before it goes, maybe since the first read.
+        current = read_state(directory)
+        if current.get("status") == "running":
+            current = write_state(directory, status="exited", exit_code=current.get("exit_code"))
     return current
 
 

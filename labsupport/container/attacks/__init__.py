@@ -10,9 +10,6 @@ into the container's root.
 """
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ from labsupport.container import runtime, store
 from labsupport.kernel import syscalls
 from labsupport.kernel.errors import LabError
 from labsupport.kernel.tables import Table
+from labsupport.process import programs
 
 SOURCE = Path(__file__).with_name("probe.c")
 #: Where a container finds the probe.
@@ -31,21 +29,7 @@ INSIDE = "/lab-probe"
 
 def probe() -> Path:
     """The probe, built from probe.c with ``gcc -static`` into the lab's cache (once per version)."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-    built = ownership.CACHE_DIR / "probes" / digest / "probe"
-    if built.exists():
-        return built
-    if shutil.which("gcc") is None:
-        raise LabError("Building the attack probe needs gcc and a static libc: "
-                       "apt-get install gcc libc6-dev (./lab installs them).")
-    built.parent.mkdir(parents=True, exist_ok=True)
-    scratch = built.with_suffix(".new")
-    done = subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(scratch), str(SOURCE)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise LabError(f"gcc could not build the attack probe: {done.stderr.strip().splitlines()[-1:]}")
-    scratch.replace(built)
-    return built
+    return programs.build(SOURCE)
 
 
 def install(ref: str) -> None:
