@@ -4,19 +4,16 @@
  * the PID, so it is still the parent of the container's PID 1 and the one to
  * reap it - in a few hundred KiB, where a Python stays at megabytes for as
  * long as the container lives. When PID 1 ends it kills whatever is left in
- * the container's cgroups, removes them, records the exit code and, if the
- * container has a host side only Python can undo (a network namespace on the
- * lab bridge, published ports), execs the Python that does it and records
- * the exit after it, with LAB_EXIT_CODE in its environment: until the bridge
- * is unplugged, no one may read the container as gone and take its address.
+ * the container's cgroups, removes them and records the exit code. A network
+ * on the lab bridge is left to the lab's Python, which unplugs a container
+ * once it sees it ended.
  *
- * usage: lab-reaper PID DIR [--cgroup DIR]... [--forget FILE]... [-- PROGRAM ARGS...]
+ * usage: lab-reaper PID DIR [--cgroup DIR]... [--forget FILE]...
  *   PID       the container's first process (our child)
  *   DIR       the container's state directory: the exit code goes to DIR/exit_code,
  *             the timeline marks to DIR/timeline
  *   --cgroup  a directory of the container's cgroup, to empty and remove
  *   --forget  a file that names a process for `clean` (ours, our child's): removed at the end
- *   PROGRAM   what to exec once the cgroups are gone (the Python finish), if anything
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -98,23 +95,18 @@ static void record_exit(const char *code)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: lab-reaper PID DIR [--cgroup DIR]... [--forget FILE]... "
-                        "[-- PROGRAM ARGS...]\n");
+        fprintf(stderr, "usage: lab-reaper PID DIR [--cgroup DIR]... [--forget FILE]...\n");
         return 2;
     }
     pid_t child = (pid_t)atoi(argv[1]);
     state_dir = argv[2];
     const char *groups[MAX_PATHS], *records[MAX_PATHS];
     int ngroups = 0, nrecords = 0;
-    char **finish = NULL;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc && ngroups < MAX_PATHS) {
             groups[ngroups++] = argv[++i];
         } else if (strcmp(argv[i], "--forget") == 0 && i + 1 < argc && nrecords < MAX_PATHS) {
             records[nrecords++] = argv[++i];
-        } else if (strcmp(argv[i], "--") == 0 && i + 1 < argc) {
-            finish = &argv[i + 1];
-            break;
         }
     }
 
@@ -128,11 +120,6 @@ int main(int argc, char **argv)
     char code[32];
     snprintf(code, sizeof code, "%d\n",
              WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
-    if (finish != NULL) {
-        setenv("LAB_EXIT_CODE", code, 1);
-        execv(finish[0], finish);
-        fprintf(stderr, "lab-reaper: cannot run %s: %s\n", finish[0], strerror(errno));
-    }
     record_exit(code);
     for (int i = 0; i < nrecords; i++)
         unlink(records[i]);

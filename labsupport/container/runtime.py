@@ -409,6 +409,7 @@ def wait(ref: str, timeout: float = 30) -> int | None:
         raise LabError(f"The container {ref} was still running after {timeout} s: stop it, "
                        "or wait longer.")
     timeline.note(directory / store.TIMELINE, "wait: the caller hears it ended")
+    shim.unplug_if_ended(store.read_state(directory))
     return store.read_state(directory).get("exit_code")
 
 
@@ -432,6 +433,7 @@ def stop(ref: str, grace: float = 10) -> dict[str, Any]:
                 pass
         if not _wait_exited(directory, 10):
             _stop_shim(store.read_state(directory))
+    shim.unplug_if_ended(store.state(ref))
     return store.state(ref)
 
 
@@ -459,6 +461,8 @@ def remove(ref: str, force: bool = False) -> None:
     if left.get("exit_code") is None and not left.get("error"):
         # The shim records the end only after undoing the host side: it died before that.
         shim.undo_host_side(left)
+    else:
+        shim.unplug_if_ended(left)  # a reaper leaves the network to the lab's Python
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
 

@@ -12,8 +12,8 @@ execs the reaper (reaper.c, built once into the lab's cache): the same PID,
 still the parent of the container's PID 1, a few hundred KiB where a Python
 holds megabytes for the container's whole life. The reaper removes the
 cgroups and records the exit code; a container on the bridge needs Python
-again at its end, so the reaper hands back to ``finish``. Where gcc is
-missing, the Python shim waits and undoes the host side itself.
+for its network: the first lab process to see the container ended unplugs it. Where
+gcc is missing, the Python shim waits and undoes the host side itself.
 """
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ def _running_peers(me: str) -> list[dict[str, Any]]:
 
 
 def _on_the_bridge(me: str) -> list[dict[str, Any]]:
-    """Every other container holding an address - running, or still starting."""
-    return [c for c in store.list_containers() if c.get("address") and c.get("status") != "exited"
-            and c.get("id") != me]
+    """Every other container holding an address: starting, running, or ended and not yet
+    unplugged (its veth may still answer for that address)."""
+    return [c for c in store.list_containers() if c.get("address") and c.get("id") != me]
 
 
 @contextmanager
@@ -126,11 +126,15 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
     """Name the container's network namespace and plug it into the lab bridge.
 
     Each piece is written to state.json as soon as it exists, so a failure
-    half-way can still be undone.
+    half-way can still be undone. Containers that ended since the last start
+    are unplugged first: their reapers leave the network to the lab's Python.
     """
     from labsupport import net  # pyroute2's kin: only containers on the bridge pay for it
     state = store.write_state(directory, netns=net.attach_namespace(pid, f"labc{directory.name[:8]}"))
     with _bridge_lock():
+        for ended in store.list_containers():
+            if ended.get("status") == "exited" and ended.get("address") and ended.get("id") != state["id"]:
+                _unplug(ended)
         if BRIDGE not in hoststate.links():
             net.add_bridge(BRIDGE)
         address = _free_address(state["id"])
@@ -148,26 +152,32 @@ def _publish(state: dict[str, Any]) -> None:
         portproxy.publish(state["netns"], port, host_port, host_address)
 
 
-def _undo_network(state: dict[str, Any]) -> None:
-    if not (state.get("publish") or state.get("netns") or state.get("address")):
-        return  # never plugged in (network none or host): nothing to undo, no lock to take
+def _unplug(state: dict[str, Any]) -> None:
+    """Published ports, then the network namespace (its veth goes with it); the caller holds
+    the bridge lock. Safe to repeat: what is gone already is skipped."""
+    from labsupport.net import run as netrun
     for host_address, host_port, _ in state.get("publish", []):
         from labsupport.net import publish as portproxy
         try:
             portproxy.unpublish(host_port, host_address)
         except LabError:
             pass
+    if state.get("netns"):
+        try:
+            netrun.remove_namespace(state["netns"])
+        except LabError:
+            pass
+    directory = store.container_dir(state.get("id", ""))
+    if (directory / "state.json").exists():
+        store.write_state(directory, address=None, unplugged=True)
+
+
+def _undo_network(state: dict[str, Any]) -> None:
+    if state.get("unplugged") or not (state.get("publish") or state.get("netns") or state.get("address")):
+        return  # never plugged in (network none or host), or unplugged already: no lock to take
     from labsupport import net
-    from labsupport.net import run as netrun
     with _bridge_lock():
-        if state.get("netns"):
-            try:
-                netrun.remove_namespace(state["netns"])
-            except LabError:
-                pass
-        directory = store.container_dir(state.get("id", ""))
-        if state.get("address") and (directory / "state.json").exists():
-            store.write_state(directory, address=None)
+        _unplug(state)
         if not _on_the_bridge(state.get("id", "")) and BRIDGE in hoststate.links():
             try:
                 net.delete_link(BRIDGE)
@@ -339,42 +349,28 @@ def _hand_over_to_the_reaper(run: _Run) -> None:
     """exec the reaper: the same PID, still the parent of the container's PID 1, a few hundred
     KiB instead of this Python's megabytes for as long as the container lives.
 
-    It removes the cgroups itself; a container on the bridge, or with published
-    ports, needs Python again at its end, so the reaper then execs ``finish``.
+    It removes the cgroups itself; a container's network needs Python, so the
+    first lab process to see the container ended unplugs it: ``wait``, ``remove``,
+    ``clean``, or the next container's shim before it takes an address.
     """
     program = programs.built(REAPER)
     if program is None or run.child is None:
         return
-    state = store.read_state(run.directory)
     argv = [str(program), str(run.child.pid), str(run.directory)]
     for directory in run.group.directories:
         argv += ["--cgroup", str(directory)]
     for pid in (os.getpid(), run.child.pid):
         argv += ["--forget", str(ownership.PROCS_DIR / str(pid))]
-    if state.get("netns") or state.get("publish"):
-        argv += ["--", sys.executable, "-m", "labsupport.container.shim", "finish",
-                 str(run.directory)]
-    env = {**os.environ, "PYTHONPATH": _PACKAGE_PARENT, ownership.MARKER_ENV: "1"}
     timeline.mark("hand over to the reaper")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, env)
+    os.execve(argv[0], argv, {**os.environ, ownership.MARKER_ENV: "1"})
 
 
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-
-
-def finish(directory: Path, code: int) -> None:
-    """A container's end, after its reaper: undo the host side, then record the exit."""
-    timeline.begin(directory / store.TIMELINE)
-    timeline.mark("undo the host side")
-    state = store.read_state(directory)
-    undo_host_side(state)
-    store.write_state(directory, status="exited", exit_code=code)
-    for key in ("group", "shim_pid"):
-        if state.get(key):
-            ownership.unregister_process(state[key])
-    timeline.mark("the shim ends")
+def unplug_if_ended(state: dict[str, Any]) -> None:
+    """Take an ended container off the bridge (its reaper cannot); nothing if it never was on."""
+    if state.get("status") == "exited":
+        _undo_network(state)
 
 
 def _report(report_w: int) -> None:
@@ -443,7 +439,3 @@ def _become_shim(directory: Path, report_w: int) -> None:
         ownership.unregister_process(os.getpid())
         os._exit(code)
 
-
-if __name__ == "__main__":  # the reaper's hand-back: python -m labsupport.container.shim finish DIR
-    if len(sys.argv) == 3 and sys.argv[1] == "finish":
-        finish(Path(sys.argv[2]), int(os.environ.get("LAB_EXIT_CODE", "-9")))
