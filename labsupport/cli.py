@@ -123,6 +123,16 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _book(args: argparse.Namespace) -> int:
+    from labsupport.course import book
+
+    pages = book.write(args.directory, args.notebooks, fast=not args.full)
+    for page in pages:
+        print(f"{page.file}" + (f"  ({len(page.errors)} errors: {page.errors[0]})" if page.errors else ""))
+    print(f"open {Path(args.directory) / 'index.html'}")
+    return 1 if any(page.errors for page in pages) else 0
+
+
 def _grade(args: argparse.Namespace) -> int:
     from labsupport.course import grading
 
@@ -226,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("notebook", nargs="?", help="only this notebook, e.g. 03")
     grade.add_argument("--json", metavar="FILE", help="also save the scores as JSON")
     grade.add_argument("--csv", metavar="FILE", help="also save the scores as CSV")
+    book = add("book", _book, "Run the course on this host and write it as static HTML pages "
+               "(outputs, charts, the machine named on each page) for a class to read without root.")
+    book.add_argument("directory", help="where to write index.html and one page per notebook")
+    book.add_argument("--notebooks", nargs="+", default=(), metavar="NN",
+                      help="only these notebooks, e.g. 00 02 A (default: the whole course)")
+    book.add_argument("--full", action="store_true",
+                      help="full-length runs (default: LAB_FAST, as the test suite runs them)")
     reset = add("reset", _reset, "Return one notebook's lab state to its start (its boxes, kept "
                 "namespaces, groups and exercise directory); nothing else is touched.")
     reset.add_argument("notebook", help="notebook number, e.g. 02")

@@ -232,3 +232,22 @@ def test_vms_vs_containers_notebook_runs_and_its_budget_knob_turns(jupyter: str,
         _shoot(page, "13_budget_after")
     finally:
         page.close()
+
+
+def test_the_book_reads_in_a_browser_without_the_lab(browser, tmp_path: Path) -> None:
+    """`labsupport book` pages: opened as plain files, with outputs and the machine named."""
+    from labsupport.course import book
+
+    pages = book.write(tmp_path / "book", ["02"], progress=False)
+    assert pages and not pages[0].errors, pages
+    page = browser.new_page()
+    try:
+        page.goto((tmp_path / "book" / "index.html").as_uri())
+        assert "doctor" in page.inner_text("body")
+        page.click(f"a[href='{pages[0].file.name}']")
+        text = page.inner_text("body")
+        assert "Run on:" in text and "kernel" in text
+        assert page.locator(".jp-OutputArea-output").count() > 3, "the page shows no outputs"
+        _shoot(page, "book_02")
+    finally:
+        page.close()
