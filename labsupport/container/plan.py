@@ -14,6 +14,8 @@ the plan takes their names and order from there.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -152,7 +154,8 @@ def isolation(spec: Spec, group_procs: Sequence[Path]) -> process.Isolation:
     """What the shim asks the child runner for. Where the shim made the PID namespace it moves
     the child into the cgroup itself; otherwise the child joins it, first thing."""
     procs = () if pid_namespace_from_host(spec) else tuple(group_procs)
-    return process.Isolation.make(cgroup_procs=procs, **_request(spec))
+    return dataclasses.replace(process.Isolation.make(cgroup_procs=procs, **_request(spec)),
+                               mark_steps=True)
 
 
 def _before_pivot(spec: Spec) -> list[Step]:

@@ -427,7 +427,7 @@ def plug(namespace: str, bridge: str, address: str, inside: str = "eth0") -> str
     _host_link(bridge)  # refuse before anything is made
     require_lab(namespace, "network namespace")
     inside = _check_link_name(inside)
-    host_end = _lab_name("v")
+    host_end = ownership.owned_name("v", random_bytes=5)  # labv + 10 hex digits: one per container
 
     def host_side(ipr: "IPRoute") -> None:
         switch = ipr.link("get", index=_index(ipr, bridge))[0]

@@ -55,9 +55,11 @@ _IFNAMSIZ = 15  # the kernel's limit on interface names, without the NUL
 IPC_KEYS = range(0x1AB00000, 0x1AB10000)
 
 
-def owned_name(stem: str, max_len: int = _IFNAMSIZ) -> str:
-    """A fresh lab-owned name such as ``labweb3f2a``, short enough for a link."""
-    name = f"{PREFIX}{stem}{os.urandom(2).hex()}"
+def owned_name(stem: str, max_len: int = _IFNAMSIZ, random_bytes: int = 2) -> str:
+    """A fresh lab-owned name such as ``labweb3f2a``, short enough for a link. Names made by
+    the hundred (a veth per container) ask for more ``random_bytes``: 4 hex digits would
+    repeat within a few hundred."""
+    name = f"{PREFIX}{stem}{os.urandom(random_bytes).hex()}"
     if len(name) > max_len:
         raise LabError(f"The name {name!r} is longer than {max_len} characters: use a shorter stem.")
     return name

@@ -74,6 +74,9 @@ class Isolation:
     mount first: "private" (the default), "slave" (runc's default: the host's
     mounts still arrive, none go back) or "unchanged" (shared mounts stay
     shared with the host - only for showing why the other two exist).
+    ``mark_steps`` writes each step into the caller's timeline
+    (labsupport.process.timeline): a container's first process does; the
+    helpers a shim forks on the way (to name a namespace, say) do not.
     """
 
     namespaces: frozenset[str] = frozenset()
@@ -88,6 +91,7 @@ class Isolation:
     cgroup_procs: tuple[Path, ...] = ()
     propagation: str = "private"
     root_mounts: tuple["RootMount", ...] = ()
+    mark_steps: bool = False
 
     @classmethod
     def make(cls, namespaces: Sequence[str] = (), root: str | os.PathLike | None = None,
@@ -476,6 +480,8 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
     """Runs in the child; never returns (a forked Jupyter kernel must not run its exit hooks)."""
     code = 1
     try:
+        if not iso.mark_steps:
+            timeline.end()
         os.setpgid(0, 0)
         is_command = not callable(target)
         null = os.open(os.devnull, os.O_RDONLY)
