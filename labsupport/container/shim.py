@@ -61,15 +61,18 @@ def _cgroup(container_id: str, spec: Spec) -> Any:
     return group
 
 
-def _running_peers(me: str) -> list[dict[str, Any]]:
-    return [c for c in store.list_containers() if c.get("status") == "running"
-            and c.get("address") and c.get("id") != me]
+def _running_peers(me: str, everyone: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every other running container on the bridge; ``everyone`` is a listing taken already
+    (a listing reads every container's state: at hundreds of containers, once is enough)."""
+    return [c for c in (store.list_containers() if everyone is None else everyone)
+            if c.get("status") == "running" and c.get("address") and c.get("id") != me]
 
 
-def _on_the_bridge(me: str) -> list[dict[str, Any]]:
+def _on_the_bridge(me: str, everyone: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every other container holding an address: starting, running, or ended and not yet
     unplugged (its veth may still answer for that address)."""
-    return [c for c in store.list_containers() if c.get("address") and c.get("id") != me]
+    return [c for c in (store.list_containers() if everyone is None else everyone)
+            if c.get("address") and c.get("id") != me]
 
 
 @contextmanager
@@ -82,8 +85,8 @@ def _bridge_lock() -> Iterator[None]:
         yield
 
 
-def _free_address(me: str) -> str:
-    used = {c["address"] for c in _on_the_bridge(me)}
+def _free_address(me: str, everyone: list[dict[str, Any]]) -> str:
+    used = {c["address"] for c in _on_the_bridge(me, everyone)}
     hosts = SUBNET.hosts()
     next(hosts)  # the first address stays free for a gateway
     for host in hosts:
@@ -110,9 +113,9 @@ def _names(peer: dict[str, Any], reader: dict[str, Any]) -> str:
     return peer["name"]
 
 
-def _update_hosts(me: dict[str, Any]) -> None:
+def _update_hosts(me: dict[str, Any], listing: list[dict[str, Any]] | None = None) -> None:
     """Every running container lists every other by name (Docker's embedded DNS, the simple way)."""
-    everyone = _running_peers(me["id"]) + [me]
+    everyone = _running_peers(me["id"], listing) + [me]
     for c in everyone:
         _write_hosts([(peer["address"], _names(peer, c)) for peer in everyone], c["root"])
 
@@ -124,8 +127,9 @@ def refresh_hosts() -> None:
         _update_hosts(running[0])
 
 
-def _network(directory: Path, pid: int) -> dict[str, Any]:
-    """Name the container's network namespace and plug it into the lab bridge.
+def _network(directory: Path, pid: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Name the container's network namespace and plug it into the lab bridge; returns its
+    state and the listing of every container taken under the bridge lock.
 
     Each piece is written to state.json as soon as it exists, so a failure
     half-way can still be undone. Containers that ended since the last start
@@ -134,15 +138,16 @@ def _network(directory: Path, pid: int) -> dict[str, Any]:
     from labsupport import net  # pyroute2's kin: only containers on the bridge pay for it
     state = store.write_state(directory, netns=net.attach_namespace(pid, f"labc{directory.name[:8]}"))
     with _bridge_lock():
-        for ended in store.list_containers():
+        everyone = store.list_containers()
+        for ended in everyone:
             if ended.get("status") == "exited" and ended.get("address") and ended.get("id") != state["id"]:
                 _unplug(ended)
         if BRIDGE not in hoststate.links():
             net.add_bridge(BRIDGE)
-        address = _free_address(state["id"])
+        address = _free_address(state["id"], everyone)
         net.plug(state["netns"], BRIDGE, f"{address}/{SUBNET.prefixlen}")
         state = store.write_state(directory, address=address)
-    return state
+    return state, everyone
 
 
 def _publish(state: dict[str, Any]) -> None:
@@ -172,6 +177,7 @@ def _unplug(state: dict[str, Any]) -> None:
     directory = store.container_dir(state.get("id", ""))
     if (directory / "state.json").exists():
         store.write_state(directory, address=None, unplugged=True)
+    state.update(address=None, unplugged=True)  # a listing in hand says so too
 
 
 def _undo_network(state: dict[str, Any]) -> None:
@@ -264,8 +270,8 @@ def _wait_until_ready(run: _Run) -> None:
 
 
 def _plug_in(run: _Run) -> None:
-    _network(run.directory, run.pid)
-    _update_hosts(store.read_state(run.directory))
+    state, everyone = _network(run.directory, run.pid)
+    _update_hosts(state, everyone)
 
 
 def _give_go_ahead(run: _Run) -> None:
