@@ -185,9 +185,9 @@ TERMS: tuple[Term, ...] = (
       "새 기술을 실제로 쓰기 시작하기 어렵다는 뜻. 반가상화는 게스트 OS를 고쳐야 해서 그랬다.",
       "Hard to take into use: paravirtualization needed a modified guest OS."),
     # -- 컨테이너 가상화 ------------------------------------------------------------------------
-    T("container virtualization", "컨테이너 가상화", "10#71f7c55b",
+    T("container virtualization", "컨테이너 가상화", "13#13-16",
       "호스트 커널 하나를 함께 쓰면서 논리적인 구역으로 애플리케이션을 나눠 실행하는 가상화.",
-      "Running applications in separate logical areas of one shared host kernel.", ("13",)),
+      "Running applications in separate logical areas of one shared host kernel.", ("10",)),
     T("logical area", "논리적인 구역", "10#71f7c55b",
       "한 커널 안에서 네임스페이스와 cgroup으로 나눈 영역. 컨테이너 하나가 구역 하나다.",
       "An area of one kernel fenced off by namespaces and cgroups; one container is one area."),
@@ -349,7 +349,7 @@ LAB_TERMS: tuple[Term, ...] = (
       "The most memory a group may hold; past it the kernel reclaims, then the OOM killer ends a "
       "process."),
     T("OOM killer", "OOM 킬러", "08#e2c6cd12",
-      "메모리가 모자랄 때(Out Of Memory) 커널이 프로세스 하나를 골라 끝내는 장치.",
+      "메모리가 모자랄 때(Out Of Memory) 커널이 프로세스 하나를 골라 끝내는 기능.",
       "What the kernel uses when memory runs out: it picks a process and kills it."),
     T("CPU weight", "CPU 가중치 (shares / weight)", "08#b30ad8ce",
       "바쁜 코어를 그룹끼리 어떤 비율로 나눌지 정하는 값. 상한이 아니어서 혼자면 코어 전체를 쓴다.",
@@ -371,7 +371,7 @@ LAB_TERMS: tuple[Term, ...] = (
       "그룹 안에 동시에 있을 수 있는 프로세스 수의 상한. 넘으면 fork()가 EAGAIN으로 실패한다.",
       "The most processes a group may hold at once; past it fork() fails with EAGAIN."),
     T("eBPF", "eBPF", "08#a784fcad",
-      "커널 안에서 안전하게 검사한 뒤 실행하는 작은 프로그램. cgroup v2는 장치 규칙을 이것으로 건다.",
+      "커널이 먼저 안전한지 검사한 뒤 커널 안에서 실행하는 작은 프로그램. cgroup v2는 장치 규칙을 이것으로 건다.",
       "A small program the kernel verifies and then runs inside itself; cgroup v2 enforces device "
       "rules with one."),
     # -- images ----------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ LAB_TERMS: tuple[Term, ...] = (
       "PCI 버스나 옛 장치 없이 virtio 장치만 가진 아주 작은 가상머신(QEMU microvm, Firecracker).",
       "A minimal VM with no PCI bus or legacy devices, only virtio (QEMU's microvm, Firecracker)."),
     T("PSS", "PSS (비례 메모리)", "13#13-07",
-      "여러 프로세스가 함께 쓰는 페이지를 나눠 셈한 메모리 양. 더하면 실제 사용량이 된다.",
+      "여러 프로세스가 함께 쓰는 페이지를 그 프로세스 수만큼 나눠 셈한 메모리 양. 모두 더하면 실제 사용량과 맞는다.",
       "Memory with each shared page split among the processes that map it, so the sums add up."),
 )
 
