@@ -340,9 +340,9 @@ LAB_TERMS: tuple[Term, ...] = (
       "A process that has ended but whose parent never collected it with wait(); only its PID and "
       "exit status remain (Z in ps)."),
     T("PID 1 (init)", "1번 프로세스 (init)", "04#04-16",
-      "PID 네임스페이스의 첫 프로세스. 고아를 거두고, 핸들러가 없는 시그널은 받지 않는다.",
+      "PID 네임스페이스의 첫 프로세스. 고아를 거두고, 핸들러가 없는 시그널은 받지 않는다(바깥 네임스페이스에서 보낸 SIGKILL만은 예외).",
       "The first process of a PID namespace: it reaps orphans and does not receive signals it has no "
-      "handler for."),
+      "handler for (only SIGKILL from an outer namespace gets through)."),
     # -- the five cgroup resources and more ------------------------------------------------------
     T("memory limit", "메모리 제한", "08#e2c6cd12",
       "그룹이 쓸 수 있는 메모리의 상한. 넘으면 먼저 회수를 시도하고, 안 되면 OOM 킬러가 프로세스를 끝낸다.",
@@ -427,7 +427,7 @@ LAB_TERMS: tuple[Term, ...] = (
       "QEMU's Tiny Code Generator: it translates guest instructions into host code, with no hardware "
       "help."),
     T("hardware-assisted virtualization", "하드웨어 지원 가상화", "12#3b595684",
-      "CPU의 VT-x나 AMD-V가 게스트 명령을 직접 실행하고 민감한 명령에서만 하이퍼바이저로 넘어오는 방식(KVM).",
+      "CPU가 VT-x나 AMD-V로 게스트 명령을 직접 실행하고, 민감한 명령에서만 하이퍼바이저로 넘어오는 방식(KVM).",
       "The CPU (VT-x, AMD-V) runs guest instructions itself and exits to the hypervisor only on "
       "sensitive ones (KVM)."),
     T("KVM", "KVM", "12#3b595684",
