@@ -153,7 +153,7 @@ TERMS: tuple[Term, ...] = (
       "가상머신을 만들고 실행하는 소프트웨어. 게스트 OS에게 가상의 하드웨어를 보여 준다.",
       "The software that creates and runs virtual machines, showing each guest OS virtual hardware.",
       ("00",)),
-    T("type 1: bare metal", "Bare-Metal형", "12#3b595684",
+    T("type 1: bare metal", "Bare-Metal형", "12#types-here",
       "타입 1 하이퍼바이저. 호스트OS 없이 하드웨어 위에서 바로 돈다(Xen, ESXi). KVM은 호스트 커널 자체를 하이퍼바이저로 만든다.",
       "Type 1: the hypervisor runs on the hardware itself, with no host OS below (Xen, ESXi); KVM "
       "turns the host kernel itself into one."),
@@ -412,7 +412,7 @@ LAB_TERMS: tuple[Term, ...] = (
       "같은 이미지로 띄운 똑같은 컨테이너 하나. 스케일아웃은 레플리카를 늘리는 것이다.",
       "One identical copy of a container; scaling out adds replicas."),
     # -- virtual machines ------------------------------------------------------------------------
-    T("type 1 hypervisor", "타입 1 하이퍼바이저", "12#3b595684",
+    T("type 1 hypervisor", "타입 1 하이퍼바이저", "12#types-here",
       "호스트OS 없이 하드웨어 위에서 바로 도는 하이퍼바이저(노트의 Bare-Metal형).",
       "A hypervisor that runs on the hardware itself (the notes' Bare-Metal형)."),
     T("type 2 hypervisor", "타입 2 하이퍼바이저", "13#13-16",
