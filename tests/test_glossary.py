@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from labsupport.course import cells, glossary
+from labsupport.course import cells, glossary, seedmap
 
 #: Words the issue found missing from the glossary; the notes write each of them.
 SEED_WORDS = ("호스트OS", "커널드라이브", "OP서버", "하이퍼바이징", "추상화", "실행환경", "오픈소스",
@@ -66,6 +66,8 @@ def test_notebook_g_shows_both_lists_with_links() -> None:
     assert page.count("<tr>") == len(glossary.LAB_TERMS) + 1
     assert 'href="04_pid.ipynb#' in page and "좀비 프로세스" in page
     assert len(glossary.search("namespace").rows) >= 6
+    notes = seedmap.linked()._repr_html_()
+    assert notes.count('<a href="') >= len(seedmap.load()) and "노트 vs 커널" in notes
     source = "\n".join(cells.source(c) for c in cells.cells("G"))
-    for call in ("glossary.linked(glossary.TERMS)", "glossary.linked(glossary.LAB_TERMS)", "seedmap.table()"):
+    for call in ("glossary.linked(glossary.TERMS)", "glossary.linked(glossary.LAB_TERMS)", "seedmap.linked()"):
         assert call in source, f"notebook G does not show {call}"

@@ -9,11 +9,15 @@ nearest heading at or above the cell.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Sequence
+
+from labsupport.kernel.tables import Table
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -93,3 +97,40 @@ def link(ref: CellRef | str) -> str:
         return path.name
     anchor = re.sub(r"[*`]", "", heading).replace(" ", "-")
     return f"{path.name}#{anchor}"
+
+
+class LinkedTable:
+    """A table whose cell references render as links a reader can click in JupyterLab.
+
+    A value that is a ``CellRef`` (or a list of them) becomes ``NB#id · section`` linked to
+    the section holding the cell; any other value is shown as text. In a terminal it prints as
+    the plain ``Table`` it was made from.
+    """
+
+    def __init__(self, headers: Sequence[str], rows: list[Sequence[Any]], plain: Table) -> None:
+        self.headers, self.rows, self.plain = headers, rows, plain
+
+    @staticmethod
+    def _html(value: Any) -> str:
+        refs = value if isinstance(value, list) and all(isinstance(v, CellRef) for v in value) else None
+        if isinstance(value, CellRef):
+            refs = [value]
+        if refs is None:
+            return html.escape(str(value)).replace("\n", "<br>")
+        anchors = []
+        for ref in refs:
+            label = f"{ref} · {heading_above(ref) or ''}"
+            anchors.append(f'<a href="{html.escape(link(ref))}">{html.escape(label)}</a>')
+        return "<br>".join(anchors)
+
+    def _repr_html_(self) -> str:
+        style = 'style="text-align:left;vertical-align:top;padding:3px 8px"'
+        head = "".join(f"<th {style}>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td {style}>{self._html(v)}</td>" for v in row) + "</tr>"
+                       for row in self.rows)
+        return (f'<table style="border-collapse:collapse"><caption style="text-align:left;'
+                f'font-weight:bold">{html.escape(self.plain.caption)}</caption>'
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def __repr__(self) -> str:
+        return str(self.plain)

@@ -14,7 +14,6 @@ Korean word a Korean engineer would use.
 """
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 from labsupport.course import cells, seedmap
@@ -481,32 +480,10 @@ def table(terms: tuple[Term, ...] = TERMS) -> Table:
     return Table(["term", "한국어 (as in the notes)", "정의", "definition", "shown in"], rows, _caption(terms))
 
 
-class Linked:
-    """The glossary as HTML, each term's cell a link a reader can click in JupyterLab."""
-
-    def __init__(self, terms: tuple[Term, ...], caption: str) -> None:
-        self.terms, self.caption = terms, caption
-
-    def _repr_html_(self) -> str:
-        style = 'style="text-align:left;vertical-align:top;padding:3px 8px"'
-        head = "".join(f"<th {style}>{h}</th>" for h in ("한국어", "term", "정의 · definition", "보기 · shown in"))
-        rows = []
-        for t in self.terms:
-            where = html.escape(_where(t))
-            rows.append(f"<tr><td {style}><b>{html.escape(t.korean)}</b></td><td {style}>{html.escape(t.english)}</td>"
-                        f"<td {style}>{html.escape(t.ko)}<br><i>{html.escape(t.en)}</i></td>"
-                        f'<td {style}><a href="{html.escape(cells.link(t.shown))}">{where}</a></td></tr>')
-        return (f'<table style="border-collapse:collapse"><caption style="text-align:left;font-weight:bold">'
-                f"{html.escape(self.caption)}</caption><thead><tr>{head}</tr></thead>"
-                f"<tbody>{''.join(rows)}</tbody></table>")
-
-    def __repr__(self) -> str:
-        return str(table(self.terms))
-
-
-def linked(terms: tuple[Term, ...] = TERMS) -> Linked:
-    """The terms with clickable links to their cells, for notebook G."""
-    return Linked(terms, _caption(terms))
+def linked(terms: tuple[Term, ...] = TERMS) -> cells.LinkedTable:
+    """The terms with a clickable link to each one's cell, for notebook G."""
+    rows = [(t.korean, t.english, f"{t.ko}\n{t.en}", cells.CellRef.parse(t.shown)) for t in terms]
+    return cells.LinkedTable(("한국어", "term", "정의 · definition", "보기 · shown in"), rows, table(terms))
 
 
 def search(word: str) -> Table:

@@ -124,3 +124,10 @@ def table() -> Table:
         rows.append((e.line, e.seed, shown))
     return Table(["line", "your note (seed)", "shown running in (notebook#cell · section)"], rows,
                  f"The seed notes: {len(rows)} lines, each shown by a cell")
+
+
+def linked() -> cells.LinkedTable:
+    """The same table with each cell a link, for notebook G."""
+    rows = [(e.line, e.seed, e.refs + ([cells.CellRef.parse(e.callout)] if e.callout else []))
+            for e in load()]
+    return cells.LinkedTable(("line", "your note (seed)", "shown running in · 노트 vs 커널"), rows, table())
