@@ -67,3 +67,15 @@ def test_a_link_goes_to_the_heading_above_the_cell() -> None:
     assert cells.link("04#04-16") == "04_pid.ipynb#Signals-to-PID-1"
     assert cells.heading_above("00#02d2bbe6") == "One box, one interface, any program"
     assert cells.find("04#nothing") is None and cells.find("ZZ#04-16") is None
+
+
+def test_the_kept_copy_of_the_notes_is_the_notes() -> None:
+    """teacher/seed stands in for the student's notes where they are not beside the repository;
+    wherever both are here, they must be the same files, byte for byte."""
+    kept = sorted(seedmap.KEPT_DIR.glob("*.txt"))
+    assert kept, f"no kept copy in {seedmap.KEPT_DIR}"
+    source = seedmap.seed_dir()
+    if source != seedmap.KEPT_DIR:
+        assert [p.name for p in kept] == [p.name for p in seedmap.seed_files()]
+        for path in kept:
+            assert path.read_bytes() == (source / path.name).read_bytes(), f"{path.name} differs"

@@ -24,12 +24,20 @@ REPO = Path(__file__).resolve().parents[2]
 MAP_FILE = REPO / "notebooks" / "seed_map.json"
 
 
+#: The notes as the course was built from them, kept with it: a fresh clone on a machine
+#: without the student's files still checks every line (test_seed_map compares the two).
+KEPT_DIR = REPO / "teacher" / "seed"
+
+
 def seed_dir() -> Path:
-    """Where the notes are: $LAB_SEED_DIR, else ``shared/seed`` beside the repository."""
+    """Where the notes are: $LAB_SEED_DIR, else ``shared/seed`` beside the repository, else
+    the copy kept in teacher/seed."""
     if os.environ.get("LAB_SEED_DIR"):
         return Path(os.environ["LAB_SEED_DIR"])
-    beside = REPO.parent / "shared" / "seed"
-    return beside if beside.is_dir() else Path("/work/shared/seed")
+    for place in (REPO.parent / "shared" / "seed", Path("/work/shared/seed")):
+        if place.is_dir():
+            return place
+    return KEPT_DIR
 
 
 @dataclass(frozen=True)
