@@ -203,3 +203,26 @@ def test_the_notebook_one_liner_runs_every_check() -> None:
     report = labsupport.doctor()
     assert isinstance(report, doc.DoctorReport)
     assert [c.name for c in report.checks] == [name for name, _ in doc.CHECKS]
+
+
+@pytest.mark.parametrize("version, container, privileged, hypervisor, status, finding", [
+    ("Linux version 5.15.153.1-microsoft-standard-WSL2", False, False, True, "ok", "WSL2"),
+    ("Linux version 6.1.0-18-arm64 (debian-kernel@lists.debian.org)", False, False, True, "ok",
+     "a virtual machine"),
+    ("Linux version 6.8.0-31-generic (buildd@ubuntu)", False, False, False, "ok", "bare metal"),
+    ("Linux version 6.1.0-18-amd64", True, False, False, "problem", "inside a container"),
+    ("Linux version 6.1.0-18-amd64", True, True, True, "warning", "a privileged container in a VM"),
+])
+def test_the_platform_row_tells_each_kind_of_machine_what_changes(
+        version: str, container: bool, privileged: bool, hypervisor: bool, status: str,
+        finding: str) -> None:
+    verdict = doc.platform_verdict(version, container, privileged, hypervisor)
+    assert (verdict.status, verdict.finding) == (status, finding)
+    assert verdict.meaning.endswith(".") and verdict.meaning.count(". ") <= 2
+
+
+def test_the_platform_row_here_matches_the_files_it_reads(checks: dict[str, Check]) -> None:
+    row = checks["platform"]
+    in_container = Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+    assert ("container" in row.finding) == in_container
+    assert ("WSL2" == row.finding) == ("microsoft" in Path("/proc/version").read_text().lower())

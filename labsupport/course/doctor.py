@@ -111,6 +111,48 @@ def check_architecture() -> Verdict:
                    "bpf, the seccomp filter's list).")
 
 
+def platform_verdict(kernel_version: str, in_container: bool, privileged: bool,
+                     hypervisor: bool) -> Verdict:
+    """What kind of machine the lab runs on, from /proc/version and /proc/cpuinfo: pure, so a
+    test can ask what a WSL2 laptop or a cloud VM would be told."""
+    if in_container and privileged:
+        return Verdict("warning", "a privileged container" + (" in a VM" if hypervisor else ""),
+                       "The lab runs inside a privileged container: its root is root of the kernel, "
+                       "so namespaces, mounts and cgroups work, but the container's own init and "
+                       "groups are around the lab (it never touches them) and /dev/kvm may be "
+                       "missing or limited.")
+    if in_container:
+        return Verdict("problem", "inside a container",
+                       "The lab is running inside a container: it needs a Linux host or a VM of its "
+                       "own, where it may make namespaces, mounts and cgroups - use the lab's "
+                       "Vagrant VM (vagrant/README.md) or a Linux VM.")
+    if "microsoft" in kernel_version.lower():
+        return Verdict("ok", "WSL2",
+                       "WSL2: a real Linux kernel in a small Hyper-V VM, so namespaces and cgroups "
+                       "work. systemd runs only with [boot] systemd=true in /etc/wsl.conf; /dev/kvm "
+                       "only with nested virtualization, so VMs usually run under TCG.")
+    if hypervisor:
+        return Verdict("ok", "a virtual machine",
+                       "A virtual machine: containers behave as on any Linux host; the lab's own VMs "
+                       "run nested, with KVM only if the host passes virtualization through (see the "
+                       "kvm row).")
+    return Verdict("ok", "bare metal", "A physical machine: containers and, with KVM, VMs run "
+                   "directly on its hardware.")
+
+
+def check_platform() -> Verdict:
+    """Bare metal, a VM, WSL2 or inside a container: each changes what the lab can show."""
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith(("flags", "Features"))), "")
+    markers = (Path("/.dockerenv"), Path("/run/.containerenv"))
+    # Root of the first user namespace with CAP_SYS_ADMIN (bit 21) is root of the kernel.
+    first_userns = Path("/proc/self/uid_map").read_text().split()[:3] == ["0", "0", "4294967295"]
+    effective = next(int(line.split()[1], 16) for line in Path("/proc/self/status").read_text()
+                     .splitlines() if line.startswith("CapEff:"))
+    return platform_verdict(Path("/proc/version").read_text(), any(m.exists() for m in markers),
+                            first_userns and bool(effective & (1 << 21)), " hypervisor" in flags)
+
+
 def check_cgroup_layout() -> Verdict:
     """v2, v1 or hybrid: the lab supports all, but learners should know which they have."""
     layout = detect_layout()
@@ -324,6 +366,7 @@ CHECKS: tuple[tuple[str, CheckFunction], ...] = (
     ("root", check_root),
     ("kernel", check_kernel),
     ("architecture", check_architecture),
+    ("platform", check_platform),
     ("cgroup layout", check_cgroup_layout),
     ("overlayfs", check_overlayfs),
     ("user namespaces", check_user_namespaces),
