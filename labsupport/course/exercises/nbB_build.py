@@ -29,6 +29,7 @@ from labsupport.container import hardening, spec
 from labsupport.course.exercises import Verdict, exercise, hint, passed, workdir
 from labsupport.kernel import hoststate, syscalls
 from labsupport.kernel.errors import LabError
+from labsupport.kernel.tables import Table
 from labsupport.namespaces import chroot, rootfs
 from labsupport.net import run as netrun
 
@@ -110,12 +111,15 @@ def _group_dirs() -> list[Path]:
 def _sweep() -> list[str]:
     """Remove what a run of NAME may leave: its group, its network namespaces (with their veths)."""
     done = []
-    if _group_dirs():
-        cgroups.open_group(NAME).remove()
-        done.append(f"removed cgroup lab/{NAME}")
-    for name in _own_netns():
-        netrun.remove_namespace(name)
-        done.append(f"removed network namespace {name}")
+    try:
+        if _group_dirs():
+            cgroups.open_group(NAME).remove()
+            done.append(f"removed cgroup lab/{NAME}")
+        for name in _own_netns():
+            netrun.remove_namespace(name)
+            done.append(f"removed network namespace {name}")
+    except LabError as err:  # gone meanwhile (a `clean` in another terminal): nothing left to do
+        done.append(f"could not remove all: {err}")
     return done
 
 
@@ -206,6 +210,57 @@ def running(argv: list[str] | None = None, wait: bool = True) -> Iterator[Run]:
         if made_bridge:
             _remove_bridge()
         chroot.remove_scratch(root)
+
+
+def try_it(argv: list[str]) -> process.CommandResult:
+    """Run ``argv`` in a container of your runtime, to its end, on a fresh root: what it printed.
+
+    The same run a check makes (the same name, root and clean-up), for trying a level out.
+    """
+    if not runtime_file().is_file():
+        raise LabError(f"There is no {runtime_file()} yet: run the cell that writes the skeleton.")
+    with running(list(argv), wait=False) as box:
+        pass
+    result = process.CommandResult(box.exit_code if box.exit_code is not None else -1,
+                                   box.runtime.stdout, box.runtime.stderr, box.runtime.pid)
+    if box.host_changed:
+        result.stderr += f"(the check put back what your container changed on the host: " \
+                         f"{'; '.join(box.host_changed)})\n"
+    return result
+
+
+def _cap_names(mask: str) -> str:
+    names = hardening.capability_names(int(mask, 16))
+    return f"{mask} ({len(names)} capabilities)" if len(names) > 3 else f"{mask} ({', '.join(names) or 'none'})"
+
+
+def host_view(argv: list[str] | None = None) -> Table:
+    """What the host reads about a container of your runtime while it runs, next to the host's
+    own values - everything the checks look at, in one table."""
+    argv = list(argv or WAIT)
+    rows: list[tuple[str, str, str]] = []
+    with running(argv) as box:
+        pid = box.pid
+        if pid is not None:
+            me = _status(os.getpid())
+            for kind in ("uts", "pid", "mnt", "net"):
+                rows.append((f"/proc/PID/ns/{kind}", str(_ns("self", kind)), str(_ns(pid, kind))))
+            rows.append(("NSpid in /proc/PID/status", me.get("NSpid", ""), _status(pid).get("NSpid", "")))
+            rows.append(("mounts in /proc/PID/mountinfo", f"{len(hoststate.mounts())} mounts",
+                         "\n".join(f"{m}" + (f" (the host's {m.root})" if m.root != "/" else "")
+                                   for m in _mountinfo(pid))))
+            rows.append(("lab cgroups in /proc/PID/cgroup", "-", "\n".join(_limits(pid)[0]) or "none"))
+            rows.append(("CapEff", _cap_names(me["CapEff"]), _cap_names(_status(pid)["CapEff"])))
+            rows.append(("CapBnd", _cap_names(me["CapBnd"]), _cap_names(_status(pid)["CapBnd"])))
+            rows.append(("NoNewPrivs", me.get("NoNewPrivs", ""), _status(pid).get("NoNewPrivs", "")))
+            if not _shares(pid, "net"):
+                rows.append(("IPv4 on links that are up", "-",
+                             "\n".join(f"{link} {address}" for link, address in _addresses_inside(pid))
+                             or "none"))
+    if pid is None:
+        rows.append(("(nothing ran)", "", _not_started(box, 1).message))
+    return Table(["what the host reads", "the host (this Python)", f"your container ({' '.join(argv)})"],
+                 rows, f"A container of {runtime_file().name}, seen from the host")
 
 
 def _not_started(box: Run, level: int) -> Verdict:
@@ -433,13 +488,14 @@ def _unprivileged(box: Run) -> Verdict:
     effective, bounding = int(status["CapEff"], 16), int(status["CapBnd"], 16)
     extra = hardening.capability_names(effective & ~ALLOWED_CAPS)
     if extra:
-        also = " - though you dropped some before exec: for root, exec fills the sets anew from " \
-               "one set that stays" if bounding != effective else ""
+        refilled = " If you dropped them before exec: for root, exec fills the sets anew from the " \
+                   "bounding set." if bounding & ~ALLOWED_CAPS else ""
         return hint(f"Root inside still holds {len(extra)} capabilities Docker takes away (CapEff "
-                    f"{status['CapEff']}, among them {', '.join(extra[:3])}){also}.")
+                    f"{status['CapEff']}, among them {', '.join(extra[:3])}).{refilled}")
     if bounding & ~ALLOWED_CAPS:
         return hint(f"CapEff is small, but the bounding set (CapBnd {status['CapBnd']}) still holds "
-                    "capabilities a program could gain at its next exec.")
+                    "every capability: it is the ceiling of what this process and its children can "
+                    "ever be given again, and Docker lowers it too.")
     if status.get("NoNewPrivs") != "1":
         return hint("The capabilities are gone, but NoNewPrivs is 0: a setuid program run inside "
                     "could still raise its privileges at exec.")

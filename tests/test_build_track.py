@@ -1,0 +1,155 @@
+"""Notebook B, the build-your-own-container track: the learner's runtime, checked on the real kernel.
+
+The skeleton a learner starts from passes no level, each for its own reason; the teacher's runtime
+passes every one. Each defense is also shown failing with the teacher's runtime changed in one
+place - the attack or the leak a check looks for then really happens, and the check says so.
+Every run's container, cgroup, network namespace and root are gone afterwards (conftest's residue
+check), and while it runs the lab's clean-up would find it.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from labsupport import ownership
+from labsupport.course import exercises_of, grading
+from labsupport.course.exercises import check
+
+REPO = Path(__file__).resolve().parent.parent
+TEACHER = REPO / "teacher" / "solutions" / "mycontainer.py"
+LEVELS = range(1, 9)
+build = exercises_of("B")
+
+
+def _install(text: str) -> None:
+    target = build.runtime_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+def _teacher_with(old: str, new: str) -> None:
+    """The teacher's runtime with one line changed: that one defense turned off."""
+    text = TEACHER.read_text()
+    assert old in text, old
+    _install(text.replace(old, new))
+
+
+def test_a_missing_file_says_where_to_start(exercises: Path) -> None:
+    verdict = check("B", 1)
+    assert not verdict.passed and "skeleton" in verdict.message
+
+
+def test_the_skeleton_passes_no_level_each_with_its_reason(exercises: Path) -> None:
+    build.start_file()
+    verdicts = {k: check("B", k) for k in LEVELS}
+    assert not [k for k, v in verdicts.items() if v.passed]
+    assert "nothing runs yet" in verdicts[1].message and "exit code 1" in verdicts[1].message
+    for k in LEVELS[1:]:
+        assert verdicts[k].message.startswith(f"Level {k} looks at a running container"), verdicts[k]
+    assert build.start_file().read_text() == build.SKELETON.read_text()
+
+
+def test_the_teachers_runtime_passes_every_level(exercises: Path) -> None:
+    shutil.copyfile(TEACHER, build.start_file())  # the learner's own file, filled in
+    failed = {k: str(v) for k in LEVELS if not (v := check("B", k)).passed}
+    assert not failed, failed
+    assert build.start_file().read_text() == TEACHER.read_text(), "start_file kept the learner's work"
+
+
+def test_the_host_view_reads_the_kernel(exercises: Path) -> None:
+    shutil.copyfile(TEACHER, build.start_file())
+    view = build.host_view()
+    rows = dict(zip(view.column("what the host reads"), view.column(view.headers[2])))
+    assert rows["NSpid in /proc/PID/status"].split()[-1] == "1"
+    assert rows["lab cgroups in /proc/PID/cgroup"] == f"/lab/{build.NAME}"
+    assert "10.204.0.2/24" in rows["IPv4 on links that are up"]
+    result = build.try_it(["sh", "-c", "hostname; exit 3"])
+    assert (result.returncode, result.stdout.strip()) == (3, build.NAME)
+
+
+def test_a_running_container_is_the_labs_to_clean(exercises: Path) -> None:
+    """While it runs, the runtime and its container are lab processes: `clean` would find them."""
+    shutil.copyfile(TEACHER, build.start_file())
+    with build.running() as box:
+        assert box.pid is not None
+        assert {box.runtime.pid, box.pid} <= set(ownership.lab_processes())
+        groups = [line.split(":", 2)[2] for line in open(f"/proc/{box.pid}/cgroup").read().splitlines()]
+        assert f"/{ownership.PREFIX}/{build.NAME}" in groups
+    assert box.left_behind == [] and box.host_changed == []
+
+
+def test_fork_without_exec_or_exec_without_fork(exercises: Path) -> None:
+    _teacher_with("    pid = os.fork()                                     # level 1\n"
+                  "    if pid == 0:\n",
+                  "    pid = 0\n    if pid == 0:\n")
+    verdict = check("B", 1)
+    assert not verdict.passed and "without forking" in verdict.message
+
+
+def test_chroot_instead_of_pivot_root_lets_the_escape_through(exercises: Path) -> None:
+    """The attack succeeds with the defense off: root climbs out of a chroot and reads the host's file."""
+    _teacher_with("    new_root(root)                                    # level 4\n",
+                  "    os.chroot(root)\n    os.chdir('/')\n")
+    assert check("B", 3).passed  # the rest still holds
+    four, escape = check("B", 4), check("B", 8)
+    assert not four.passed and "chroot" in four.message
+    assert not escape.passed and "climbed out" in escape.message
+
+
+def test_an_old_root_left_mounted_is_seen(exercises: Path) -> None:
+    _teacher_with('    k.pivot_root(".", ".")       # the old root now sits on top of the new one ...\n'
+                  '    k.umount(".", k.MNT_DETACH)  # ... and is taken off: nothing is left to climb back to\n',
+                  '    os.makedirs("old", exist_ok=True)\n    k.pivot_root(".", "old")\n')
+    verdict = check("B", 4)
+    assert not verdict.passed and "still mounted inside your container, at /old" in verdict.message
+
+
+def test_capset_alone_is_refilled_by_exec(exercises: Path) -> None:
+    """Without the bounding set lowered and without no_new_privs, root's exec gives every capability back."""
+    drop = "            k.prctl(k.PR_CAPBSET_DROP, cap)  # exec refills root's sets from this one\n"
+    text = TEACHER.read_text()
+    _install(text.replace(drop, "            pass\n").replace("    k.set_no_new_privs()\n", ""))
+    verdict = check("B", 6)
+    assert not verdict.passed and "exec fills the sets anew" in verdict.message
+    _teacher_with(drop, "            pass\n")  # no_new_privs alone stops the refill; the ceiling stays
+    verdict = check("B", 6)
+    assert not verdict.passed and "bounding set (CapBnd 000001" in verdict.message
+
+
+def test_no_new_privs_is_looked_at(exercises: Path) -> None:
+    _teacher_with("    k.set_no_new_privs()\n", "")
+    verdict = check("B", 6)
+    assert not verdict.passed and "NoNewPrivs is 0" in verdict.message
+
+
+def test_a_group_left_behind_is_named_and_removed(exercises: Path) -> None:
+    _teacher_with("    group.remove()                                      # level 5\n", "")
+    verdict = check("B", 5)
+    assert not verdict.passed and f"lab/{build.NAME} was still there" in verdict.message
+    assert not build._group_dirs()
+
+
+def test_a_network_left_behind_is_named_and_removed(exercises: Path) -> None:
+    _teacher_with("    netrun.remove_namespace(netns)                      # level 7\n", "")
+    verdict = check("B", 7)
+    assert not verdict.passed and "network namespace lab" in verdict.message
+    assert not build._own_netns()
+
+
+def test_a_container_in_no_group_of_its_own(exercises: Path) -> None:
+    _teacher_with("    group.add(os.getpid())                            # level 5: limited before it runs anything\n", "")
+    verdict = check("B", 5)
+    assert not verdict.passed and "limited by nothing of yours" in verdict.message
+
+
+def test_reset_removes_the_work_and_the_bridge(exercises: Path) -> None:
+    build.start_file()
+    build._bridge()
+    done = grading.reset("B")
+    assert f"removed bridge {build.BRIDGE}" in done
+    assert not build.runtime_file().parent.exists()
+
+
+def test_the_track_is_notebook_b() -> None:
+    assert grading._require_notebook("b") == "B" and "B" in grading.notebooks()
+    assert exercises_of("B") is build
