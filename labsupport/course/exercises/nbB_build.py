@@ -63,6 +63,25 @@ def start_file(overwrite: bool = False) -> Path:
     return target
 
 
+def my_changes() -> str:
+    """What you added to the skeleton so far, as a diff: each level's lesson is its lines."""
+    import difflib
+
+    if not runtime_file().is_file():
+        return f"There is no {runtime_file()} yet: run the cell that writes the skeleton."
+    diff = difflib.unified_diff(SKELETON.read_text().splitlines(), runtime_file().read_text().splitlines(),
+                                "skeleton", RUNTIME, lineterm="", n=1)
+    return "\n".join(diff) or "Nothing yet: your file is the skeleton."
+
+
+def clean_up() -> Table:
+    """The notebook's clean-up cell: what a run can leave (normally nothing), and the bridge.
+    Your runtime file stays, so a restarted kernel does not lose your work."""
+    done = reset()
+    return Table(["what", "result"], [("left by runs of your runtime", "\n".join(done) or "nothing"),
+                                      ("your runtime", f"kept: {runtime_file()}")])
+
+
 # -- one run of the learner's runtime --------------------------------------------------
 
 @dataclass
