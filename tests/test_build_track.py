@@ -8,6 +8,7 @@ check), and while it runs the lab's clean-up would find it.
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -27,11 +28,19 @@ def _install(text: str) -> None:
     target.write_text(text)
 
 
-def _teacher_with(old: str, new: str) -> None:
+def _changed(text: str, code: str, *instead: str) -> str:
+    """``text`` with the line whose code (its comment aside) is ``code`` replaced by ``instead``."""
+    lines = text.splitlines()
+    found = [i for i, line in enumerate(lines) if line.split("  #")[0].strip() == code]
+    assert len(found) == 1, code
+    indent = lines[found[0]][:len(lines[found[0]]) - len(lines[found[0]].lstrip())]
+    lines[found[0]:found[0] + 1] = [indent + line for line in instead]
+    return "\n".join(lines) + "\n"
+
+
+def _teacher_with(code: str, *instead: str) -> None:
     """The teacher's runtime with one line changed: that one defense turned off."""
-    text = TEACHER.read_text()
-    assert old in text, old
-    _install(text.replace(old, new))
+    _install(_changed(TEACHER.read_text(), code, *instead))
 
 
 def test_a_missing_file_says_where_to_start(exercises: Path) -> None:
@@ -54,6 +63,27 @@ def test_the_teachers_runtime_passes_every_level(exercises: Path) -> None:
     failed = {k: str(v) for k in LEVELS if not (v := check("B", k)).passed}
     assert not failed, failed
     assert build.start_file().read_text() == TEACHER.read_text(), "start_file kept the learner's work"
+
+
+def _teacher_solution():
+    spec = importlib.util.spec_from_file_location("teacher_solution_B", REPO / "teacher" / "solutions" / "nbB.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_each_level_is_a_complete_program(exercises: Path) -> None:
+    """The runtime after level k passes levels 1..k and not k+1: each level stands on its own."""
+    teacher = _teacher_solution()
+    for k in range(1, teacher.LEVELS + 1):
+        _install(teacher.level_program(k))
+        results = {n: check("B", n) for n in range(1, min(k + 1, teacher.LEVELS) + 1)}
+        failed = {n: str(v) for n, v in results.items() if n <= k and not v.passed}
+        assert not failed, (k, failed)
+        if k < teacher.LEVELS:
+            assert not results[k + 1].passed, (k, results[k + 1])
+        assert check("B", 8).passed == (k >= 4), k  # the escape fails from the pivot on
+    assert teacher.level_program(teacher.LEVELS) == TEACHER.read_text()
 
 
 def test_the_host_view_reads_the_kernel(exercises: Path) -> None:
@@ -79,17 +109,14 @@ def test_a_running_container_is_the_labs_to_clean(exercises: Path) -> None:
 
 
 def test_fork_without_exec_or_exec_without_fork(exercises: Path) -> None:
-    _teacher_with("    pid = os.fork()                                     # level 1\n"
-                  "    if pid == 0:\n",
-                  "    pid = 0\n    if pid == 0:\n")
+    _teacher_with("pid = os.fork()", "pid = 0")
     verdict = check("B", 1)
     assert not verdict.passed and "without forking" in verdict.message
 
 
 def test_chroot_instead_of_pivot_root_lets_the_escape_through(exercises: Path) -> None:
     """The attack succeeds with the defense off: root climbs out of a chroot and reads the host's file."""
-    _teacher_with("    new_root(root)                                    # level 4\n",
-                  "    os.chroot(root)\n    os.chdir('/')\n")
+    _teacher_with("new_root(root)", "os.chroot(root)", "os.chdir('/')")
     assert check("B", 3).passed  # the rest still holds
     four, escape = check("B", 4), check("B", 8)
     assert not four.passed and "chroot" in four.message
@@ -97,47 +124,46 @@ def test_chroot_instead_of_pivot_root_lets_the_escape_through(exercises: Path) -
 
 
 def test_an_old_root_left_mounted_is_seen(exercises: Path) -> None:
-    _teacher_with('    k.pivot_root(".", ".")       # the old root now sits on top of the new one ...\n'
-                  '    k.umount(".", k.MNT_DETACH)  # ... and is taken off: nothing is left to climb back to\n',
-                  '    os.makedirs("old", exist_ok=True)\n    k.pivot_root(".", "old")\n')
+    text = _changed(TEACHER.read_text(), 'k.pivot_root(".", ".")', 'os.makedirs("old", exist_ok=True)',
+                    'k.pivot_root(".", "old")')
+    _install(_changed(text, 'k.umount(".", k.MNT_DETACH)'))
     verdict = check("B", 4)
     assert not verdict.passed and "still mounted inside your container, at /old" in verdict.message
 
 
 def test_capset_alone_is_refilled_by_exec(exercises: Path) -> None:
     """Without the bounding set lowered and without no_new_privs, root's exec gives every capability back."""
-    drop = "            k.prctl(k.PR_CAPBSET_DROP, cap)  # exec refills root's sets from this one\n"
-    text = TEACHER.read_text()
-    _install(text.replace(drop, "            pass\n").replace("    k.set_no_new_privs()\n", ""))
+    drop = "k.prctl(k.PR_CAPBSET_DROP, cap)"
+    _install(_changed(_changed(TEACHER.read_text(), drop, "pass"), "k.set_no_new_privs()"))
     verdict = check("B", 6)
     assert not verdict.passed and "exec fills the sets anew" in verdict.message
-    _teacher_with(drop, "            pass\n")  # no_new_privs alone stops the refill; the ceiling stays
+    _teacher_with(drop, "pass")  # no_new_privs alone stops the refill; the ceiling stays
     verdict = check("B", 6)
     assert not verdict.passed and "bounding set (CapBnd 000001" in verdict.message
 
 
 def test_no_new_privs_is_looked_at(exercises: Path) -> None:
-    _teacher_with("    k.set_no_new_privs()\n", "")
+    _teacher_with("k.set_no_new_privs()")
     verdict = check("B", 6)
     assert not verdict.passed and "NoNewPrivs is 0" in verdict.message
 
 
 def test_a_group_left_behind_is_named_and_removed(exercises: Path) -> None:
-    _teacher_with("    group.remove()                                      # level 5\n", "")
+    _teacher_with("group.remove()")
     verdict = check("B", 5)
     assert not verdict.passed and f"lab/{build.NAME} was still there" in verdict.message
     assert not build._group_dirs()
 
 
 def test_a_network_left_behind_is_named_and_removed(exercises: Path) -> None:
-    _teacher_with("    netrun.remove_namespace(netns)                      # level 7\n", "")
+    _teacher_with("netrun.remove_namespace(netns)")
     verdict = check("B", 7)
     assert not verdict.passed and "network namespace lab" in verdict.message
     assert not build._own_netns()
 
 
 def test_a_container_in_no_group_of_its_own(exercises: Path) -> None:
-    _teacher_with("    group.add(os.getpid())                            # level 5: limited before it runs anything\n", "")
+    _teacher_with("group.add(os.getpid())")
     verdict = check("B", 5)
     assert not verdict.passed and "limited by nothing of yours" in verdict.message
 

@@ -9,11 +9,11 @@ itself step by step and finally becomes the command.
 import os
 import sys
 
-from labsupport import cgroups, net
+from labsupport import cgroups, net  # levels 5 and 7
 from labsupport.kernel import syscalls as k
-from labsupport.net import run as netrun
+from labsupport.net import run as netrun  # level 7
 
-KEEP = 1 << 0 | 1 << 5 | 1 << 10  # CAP_CHOWN, CAP_KILL, CAP_NET_BIND_SERVICE (capabilities(7))
+KEEP = 1 << 0 | 1 << 5 | 1 << 10  # level 6: CAP_CHOWN, CAP_KILL, CAP_NET_BIND_SERVICE
 BRIDGE = "labbuild0"              # the lab's bridge for this track
 ADDRESS = "10.204.0.2/24"         # my container's address on it
 
@@ -39,23 +39,24 @@ def drop_privileges():
 
 def contain(name, root, argv, group, netns):
     """The container's first process: PID 1 of a new PID namespace. Isolate, then exec."""
-    group.add(os.getpid())                            # level 5: limited before it runs anything
+    group.add(os.getpid())                             # level 5: limited before it runs anything
     k.setns(os.open(net.namespace_path(netns), os.O_RDONLY), k.CLONE_NEWNET)  # level 7
-    k.unshare(k.CLONE_NEWUTS | k.CLONE_NEWNS)         # levels 2 and 3
-    k.sethostname(name)                               # level 2
+    k.unshare(k.CLONE_NEWUTS)                          # level 2
+    k.sethostname(name)                                # level 2
+    k.unshare(k.CLONE_NEWNS)                           # level 3
     k.mount(None, "/", None, k.MS_REC | k.MS_PRIVATE)  # level 3: no mount of mine reaches the host
-    new_root(root)                                    # level 4
-    k.mount("proc", "/proc", "proc")                  # level 3: the /proc of my PID namespace
-    drop_privileges()                                 # level 6
-    os.execvp(argv[0], argv)                          # level 1
+    new_root(root)                                     # level 4
+    k.mount("proc", "/proc", "proc")                   # level 3: the /proc of my PID namespace
+    drop_privileges()                                  # level 6
+    os.execvp(argv[0], argv)                           # level 1
 
 
 def run(name, root, argv):
     """Start the container, wait for it, remove what the host made for it; its exit code."""
     group = cgroups.create(name, controllers=["pids"])  # level 5
-    group.limit_pids(20)
+    group.limit_pids(20)                                # level 5
     netns = net.create_namespace(name)                  # level 7: made and plugged in first,
-    net.plug(netns, BRIDGE, ADDRESS)                    # so the child only has to join it
+    net.plug(netns, BRIDGE, ADDRESS)                    # level 7: the child only joins it
     k.unshare(k.CLONE_NEWPID)                           # level 3: my next child is PID 1
     pid = os.fork()                                     # level 1
     if pid == 0:
