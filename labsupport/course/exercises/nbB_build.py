@@ -11,6 +11,7 @@ removes whatever the learner's code forgot, so ``reset B`` and ``clean`` find no
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
@@ -65,8 +66,6 @@ def start_file(overwrite: bool = False) -> Path:
 
 def my_changes() -> str:
     """What you added to the skeleton so far, as a diff: each level's lesson is its lines."""
-    import difflib
-
     if not runtime_file().is_file():
         return f"There is no {runtime_file()} yet: run the cell that writes the skeleton."
     diff = difflib.unified_diff(SKELETON.read_text().splitlines(), runtime_file().read_text().splitlines(),
@@ -124,7 +123,7 @@ def _own_netns() -> list[str]:
 
 
 def _group_dirs() -> list[Path]:
-    return [d for d in (m / "lab" / NAME for m in hoststate.cgroup_mounts()) if d.is_dir()]
+    return [d for d in (m / ownership.PREFIX / NAME for m in hoststate.cgroup_mounts()) if d.is_dir()]
 
 
 def _sweep() -> list[str]:
