@@ -9,12 +9,15 @@ check), and while it runs the lab's clean-up would find it.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import socket
 from pathlib import Path
 
 from labsupport import ownership
 from labsupport.course import exercises_of, grading
 from labsupport.course.exercises import check
+from labsupport.kernel import hoststate
 
 REPO = Path(__file__).resolve().parent.parent
 TEACHER = REPO / "teacher" / "solutions" / "mycontainer.py"
@@ -108,6 +111,27 @@ def test_a_running_container_is_the_labs_to_clean(exercises: Path) -> None:
         groups = [line.split(":", 2)[2] for line in open(f"/proc/{box.pid}/cgroup").read().splitlines()]
         assert f"/{ownership.PREFIX}/{build.NAME}" in groups
     assert box.left_behind == [] and box.host_changed == []
+
+
+def test_a_hostname_set_without_a_uts_namespace_stays_in_the_safety_net(exercises: Path) -> None:
+    """The attack on the host with the defense off: sethostname in the runtime's own namespace.
+    The check's copy of the UTS namespace takes it; the machine keeps its name."""
+    host = socket.gethostname()
+    _install(_changed(_teacher_solution().level_program(2), "k.unshare(k.CLONE_NEWUTS)"))
+    verdict = check("B", 2)
+    assert not verdict.passed and f"renamed its runtime's UTS namespace to '{build.NAME}'" in verdict.message
+    assert socket.gethostname() == host
+
+
+def test_a_proc_mounted_without_a_mount_namespace_stays_in_the_safety_net(exercises: Path) -> None:
+    """Without the container's own mount namespace its /proc would cover the host's; the check's
+    copy of the mount namespace takes it, and this process's /proc is still the host's."""
+    _install(_changed(_teacher_solution().level_program(3), "k.unshare(k.CLONE_NEWNS)"))
+    verdict = check("B", 3)
+    assert not verdict.passed and "mounted proc on /proc in the mount namespace of the runtime" in verdict.message
+    assert Path(f"/proc/{os.getpid()}").is_dir() and Path("/proc/self").exists()
+    assert [m for m in hoststate.mounts() if m.mountpoint == "/proc"] == \
+        [m for m in hoststate.mounts("/proc/1/mountinfo") if m.mountpoint == "/proc"]
 
 
 def test_fork_without_exec_or_exec_without_fork(exercises: Path) -> None:

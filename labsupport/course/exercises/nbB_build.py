@@ -43,6 +43,8 @@ NAME = "mybox"
 WAIT = ["sleep", "7531"]
 BRIDGE = "labbuild0"
 SUBNET = ipaddress.ip_network("10.204.0.0/24")
+#: The namespaces the checks start the learner's runtime in, so its mistakes stay in copies.
+SAFETY_NET = ("mnt", "uts")
 #: How long a runtime may take to start its command, and to end after it.
 START_TIMEOUT = 15.0
 #: Docker's default capabilities: root inside a container may keep these, and no more.
@@ -133,8 +135,14 @@ def _sweep() -> list[str]:
         if _group_dirs():
             cgroups.open_group(NAME).remove()
             done.append(f"removed cgroup lab/{NAME}")
+        mounted = {m.mountpoint for m in hoststate.mounts()}
         for name in _own_netns():
-            netrun.remove_namespace(name)
+            path = ownership.NETNS_DIR / name
+            if str(path) in mounted:
+                netrun.remove_namespace(name)
+            else:  # pinned in the safety net's mount namespace: gone with it, but for its file
+                path.unlink(missing_ok=True)
+                ownership.forget_made("netns", name)
             done.append(f"removed network namespace {name}")
     except LabError as err:  # gone meanwhile (a `clean` in another terminal): nothing left to do
         done.append(f"could not remove all: {err}")
@@ -205,7 +213,11 @@ def running(argv: list[str] | None = None, wait: bool = True) -> Iterator[Run]:
     made_bridge = _bridge()
     root = rootfs.new_busybox_root("build")
     env = {"PYTHONPATH": str(_REPO), "PYTHONDONTWRITEBYTECODE": "1"}
-    child = process.start([sys.executable, str(runtime_file()), NAME, str(root), *argv], env=env)
+    # A safety net: a mount or hostname the learner's code makes in the runtime's own namespaces
+    # (before the container has its own) lands in these copies, not in the machine's. Propagation
+    # stays as the host has it, so what a shared mount would carry to the host still does.
+    child = process.start([sys.executable, str(runtime_file()), NAME, str(root), *argv], env=env,
+                          namespaces=SAFETY_NET, propagation="unchanged")
     box = Run(child, root)
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -260,25 +272,28 @@ def host_view(argv: list[str] | None = None) -> Table:
     with running(argv) as box:
         pid = box.pid
         if pid is not None:
-            me = _status(os.getpid())
+            parent = box.runtime.pid
+            me = _status(parent)
             for kind in ("uts", "pid", "mnt", "net"):
-                rows.append((f"/proc/PID/ns/{kind}", str(_ns("self", kind)), str(_ns(pid, kind))))
+                rows.append((f"/proc/PID/ns/{kind}", str(_ns(parent, kind)), str(_ns(pid, kind))))
             rows.append(("NSpid in /proc/PID/status", me.get("NSpid", ""), _status(pid).get("NSpid", "")))
-            rows.append(("mounts in /proc/PID/mountinfo", f"{len(hoststate.mounts())} mounts",
+            rows.append(("mounts in /proc/PID/mountinfo",
+                         f"{len(hoststate.mounts(f'/proc/{parent}/mountinfo'))} mounts",
                          "\n".join(f"{m}" + (f" (the host's {m.root})" if m.root != "/" else "")
                                    for m in _mountinfo(pid))))
             rows.append(("lab cgroups in /proc/PID/cgroup", "-", "\n".join(_limits(pid)[0]) or "none"))
             rows.append(("CapEff", _cap_names(me["CapEff"]), _cap_names(_status(pid)["CapEff"])))
             rows.append(("CapBnd", _cap_names(me["CapBnd"]), _cap_names(_status(pid)["CapBnd"])))
             rows.append(("NoNewPrivs", me.get("NoNewPrivs", ""), _status(pid).get("NoNewPrivs", "")))
-            if not _shares(pid, "net"):
+            if not _shares(box, "net"):
                 rows.append(("IPv4 on links that are up", "-",
                              "\n".join(f"{link} {address}" for link, address in _addresses_inside(pid))
                              or "none"))
     if pid is None:
         rows.append(("(nothing ran)", "", _not_started(box, 1).message))
-    return Table(["what the host reads", "the host (this Python)", f"your container ({' '.join(argv)})"],
-                 rows, f"A container of {runtime_file().name}, seen from the host")
+    return Table(["what the host reads", "your runtime (the parent)", f"your container ({' '.join(argv)})"],
+                 rows, f"A container of {runtime_file().name}, seen from the host (the runtime runs "
+                       "in copies of the host's mount and UTS namespaces: the checks' safety net)")
 
 
 def _not_started(box: Run, level: int) -> Verdict:
@@ -291,6 +306,28 @@ def _not_started(box: Run, level: int) -> Verdict:
                 f"ran in a process of its own.{said}")
 
 
+def _outside_the_container(box: Run) -> Verdict | None:
+    """What the learner's code did to its runtime's own namespaces - the host's, but for the
+    safety net - instead of the container's."""
+    runtime = box.runtime.pid
+    if box.pid == runtime:
+        return None  # no container apart from the runtime: level 1 says so
+    mounted = [m for m in hoststate.mounts(f"/proc/{runtime}/mountinfo")
+               if m.mountpoint == "/proc" and m.fstype == "proc"][1:] + \
+        [m for m in hoststate.mounts(f"/proc/{runtime}/mountinfo")
+         if m.mountpoint == str(box.root) or m.mountpoint.startswith(f"{box.root}/")]
+    if mounted:
+        return hint(f"Your code mounted {mounted[0].fstype} on {mounted[0].mountpoint} in the mount "
+                    "namespace of the runtime - the host's, where the check did not put a copy "
+                    "in between. What must the container have before it mounts anything?")
+    named = process.run_function(socket.gethostname, enter=runtime, enter_namespaces=["uts"])
+    if named != socket.gethostname():
+        return hint(f"Your code renamed its runtime's UTS namespace to {named!r} - the host's, "
+                    "where the check did not put a copy in between. What must the container have "
+                    "before it sets a hostname?")
+    return None
+
+
 def _observe(level: int, inspect: Callable[[Run], Verdict],
              after: Callable[[Run], Optional[Verdict]] | None = None) -> Verdict:
     """Run the learner's container, let ``inspect`` read the host's view while it runs, and then
@@ -299,7 +336,10 @@ def _observe(level: int, inspect: Callable[[Run], Verdict],
         return hint(f"There is no {runtime_file()} yet: run the notebook's cell that writes the "
                     "skeleton, then fill in level 1.")
     with running() as box:
-        verdict = None if box.pid is None else inspect(box)
+        try:
+            verdict = None if box.pid is None else _outside_the_container(box) or inspect(box)
+        except OSError as err:  # it ended while the check read its /proc files
+            verdict = hint(f"Your container ended while the check looked at it ({err}).")
     if verdict is None:
         return _not_started(box, level)
     if box.host_changed:
@@ -314,8 +354,11 @@ def _ns(pid: int | str, kind: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
 
-def _shares(pid: int, kind: str) -> bool:
-    return _ns(pid, kind) == _ns("self", kind)
+def _shares(box: Run, kind: str) -> bool:
+    """Does the container share its runtime's namespace (the runtime's are the host's, but for
+    the safety net's copies)?"""
+    assert box.pid is not None
+    return _ns(box.pid, kind) == _ns(box.runtime.pid, kind)
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -364,7 +407,7 @@ def _hostname_inside(pid: int) -> str:
 
 def _own_hostname(box: Run) -> Verdict:
     assert box.pid is not None
-    if _shares(box.pid, "uts"):
+    if _shares(box, "uts"):
         return hint("Your container shares the host's UTS namespace (the same /proc/PID/ns/uts "
                     "inode as the host): any hostname it sets would rename the host.")
     inside = _hostname_inside(box.pid)
@@ -385,14 +428,14 @@ def level_2() -> Verdict:
 def _pid_one(box: Run) -> Verdict:
     pid = box.pid
     assert pid is not None
-    if _shares(pid, "pid"):
+    if _shares(box, "pid"):
         return hint("Your command is in the host's PID namespace. unshare(CLONE_NEWPID) does not "
                     "move its caller: which processes does it put into the new namespace?")
     numbers = _status(pid).get("NSpid", "").split()
     if numbers[-1:] != ["1"]:
         return hint(f"Your command has a PID namespace of its own, but is PID {numbers[-1:]} in it, "
                     "not 1: the first process that enters a new PID namespace becomes its PID 1.")
-    if _shares(pid, "mnt"):
+    if _shares(box, "mnt"):
         return hint("PID 1 is right. A /proc of its own needs a mount namespace of its own: mounted "
                     "in the host's, a new /proc would cover the host's.")
     procs = [m for m in _mountinfo(pid) if m.mountpoint == "/proc" and m.fstype == "proc"]
@@ -422,7 +465,7 @@ def level_3() -> Verdict:
 def _pivoted(box: Run) -> Verdict:
     pid = box.pid
     assert pid is not None
-    if _shares(pid, "mnt"):
+    if _shares(box, "mnt"):
         return hint("Your container shares the host's mount namespace: a new root needs a mount "
                     "namespace of its own (level 3).")
     if not os.path.samestat(os.stat(f"/proc/{pid}/root"), os.stat(box.root)):
@@ -551,7 +594,7 @@ def _ping_from_the_bridge(address: str) -> bool:
 
 def _plugged(box: Run) -> Verdict:
     assert box.pid is not None
-    if _shares(box.pid, "net"):
+    if _shares(box, "net"):
         return hint("Your container shares the host's network namespace: every link and port of "
                     "the host is its own.")
     found = _addresses_inside(box.pid)
