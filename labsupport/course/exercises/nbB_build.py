@@ -46,7 +46,7 @@ SUBNET = ipaddress.ip_network("10.204.0.0/24")
 #: The namespaces the checks start the learner's runtime in, so its mistakes stay in copies.
 SAFETY_NET = ("mnt", "uts")
 #: How long a runtime may take to start its command, and to end after it.
-START_TIMEOUT = 15.0
+START_TIMEOUT = 30.0
 #: Docker's default capabilities: root inside a container may keep these, and no more.
 ALLOWED_CAPS = hardening.capability_mask(spec.DEFAULT_CAPABILITIES)
 _REPO = Path(__file__).resolve().parents[3]
