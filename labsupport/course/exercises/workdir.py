@@ -16,8 +16,10 @@ EXERCISES_DIR = ownership.WORK_DIR / "exercises"
 
 
 def exercise_dir(notebook: str, create: bool = True) -> Path:
-    """The exercise directory of ``notebook`` ("01"); made on request, as learners write into it."""
-    path = EXERCISES_DIR / str(notebook).zfill(2)
+    """The exercise directory of ``notebook`` ("01", or a lettered one: "B"); made on request, as
+    learners write into it."""
+    key = str(notebook)
+    path = EXERCISES_DIR / (key.zfill(2) if key.isdigit() else key.upper())
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
