@@ -54,9 +54,9 @@ def weighted_split() -> Verdict:
     got = _burn_side_by_side(light, heavy, SPLIT_SECONDS)
     total = sum(got.values()) or 1e-9
     share = got[heavy.name] / total
-    if total < 0.5 * SPLIT_SECONDS:
+    if total < 0.1 * SPLIT_SECONDS:  # a busy shared machine leaves less, but never this little
         return hint(f"The two burners got only {total:.2f} s of CPU in {SPLIT_SECONDS:.0f} s: "
-                    "something else holds the core, or a group has a quota. Check again.")
+                    "a group has a quota, or the core is busy with other work. Check again.")
     return passed(predictions.beside(
         guess, f"{heavy.name!r} got {share:.0%} and {light.name!r} {1 - share:.0%} of core "
         f"{workloads.quiet_core()} ({got[heavy.name] / max(got[light.name], 1e-9):.2f}x), each "
