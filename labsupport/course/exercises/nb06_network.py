@@ -57,8 +57,7 @@ def one_cable() -> Verdict:
         ends = [f"{link.name} -> {link.peer}" for link, _ in _cables(FIRST) if link.peer]
         return hint(f"{FIRST} has no cable (veth) that is up, has an address and whose other end "
                     f"is in {SECOND}" + (f" - its cables lead to {', '.join(ends)}" if ends else "")
-                    + ". Above, every cable had one end on the host; a pair's two ends can both "
-                    "be moved.")
+                    + ". Above, every cable had one end on the host: does it have to?")
     link, mine = direct[0]
     theirs = [address for other, address in _cables(SECOND) if other.name == link.peer.name]
     if not theirs:
