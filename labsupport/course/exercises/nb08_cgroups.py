@@ -60,8 +60,8 @@ def weighted_split() -> Verdict:
     return passed(predictions.beside(
         guess, f"{heavy.name!r} got {share:.0%} and {light.name!r} {1 - share:.0%} of what the two "
         f"got of core {workloads.quiet_core()} ({got[heavy.name] / max(got[light.name], 1e-9):.2f}x,"
-        f" {total / SPLIT_SECONDS:.0%} of the core in all), each burning flat out") + " A weight only divides a core that is busy; alone, either group "
-        "would get all of it.")
+        f" {total / SPLIT_SECONDS:.0%} of the core in all), each burning flat out") + " A weight "
+        "only divides a core that is busy; alone, either group would get all of it.")
 
 
 def _cpu_weight(group: api.CGroup) -> int:
