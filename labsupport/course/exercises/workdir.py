@@ -16,8 +16,10 @@ EXERCISES_DIR = ownership.WORK_DIR / "exercises"
 
 
 def exercise_dir(notebook: str, create: bool = True) -> Path:
-    """The exercise directory of ``notebook`` ("01"); made on request, as learners write into it."""
-    path = EXERCISES_DIR / str(notebook).zfill(2)
+    """The exercise directory of ``notebook`` ("01", or "A" for the appendix, which has no number
+    to pad); made on request, as learners write into it."""
+    name = str(notebook).zfill(2) if str(notebook).isdigit() else str(notebook)
+    path = EXERCISES_DIR / name
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
