@@ -373,16 +373,17 @@ def test_the_defense_matrix_shows_every_defense_blocking_and_only_it() -> None:
 
 
 def test_a_wrong_prediction_gets_a_hint_and_the_right_one_passes(exercises: Path) -> None:
-    from labsupport.course import check
+    from labsupport.course import check, predict
 
-    answer = exercises / "10" / "prediction.txt"
-    assert not check("10", 4).passed and "before you try anything" in check("10", 4).message
-    answer.parent.mkdir(parents=True, exist_ok=True)
-    answer.write_text("devices\n")
-    verdict = check("10", 4)
+    assert not check("10", 3).passed and "Predict first" in check("10", 3).message
+    predict("10", 3, "devices or seccomp")
+    assert "exactly one of" in check("10", 3).message
+    predict("10", 3, "devices")
+    verdict = check("10", 3)
     assert not verdict.passed and "still refused" in verdict.message and "seccomp" not in verdict.message
-    answer.write_text("seccomp\n")
-    assert check("10", 4).passed
+    predict("10", 3, "seccomp")
+    verdict = check("10", 3)
+    assert verdict.passed and "your first prediction was 'devices or seccomp'" in verdict.message
 
 
 # -- strangers named like the lab's ----------------------------------------------------------

@@ -400,40 +400,61 @@ def test_clean_removes_a_group_with_processes_and_a_device_program(monkeypatch: 
 # -- the notebook's exercises ---------------------------------------------------------
 
 @pytest.fixture()
-def exercise_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, str]:
+def exercise_groups(monkeypatch: pytest.MonkeyPatch, exercises: Path) -> dict[int | str, str]:
     """Point the checks at scratch names, so a learner's own ex1..ex3 are never touched."""
     from labsupport.course.exercises import nb08_cgroups
 
-    names = {k: ownership.owned_name(f"ex{k}") for k in (1, 2, 3)}
+    names = {k: ownership.owned_name(f"ex{k}") for k in nb08_cgroups.GROUPS}
     monkeypatch.setattr(nb08_cgroups, "GROUPS", names)
     return names
 
 
-def test_exercise_1_memory_group_with_a_process(exercise_groups: dict[int, str]) -> None:
+def test_exercise_1_the_weights_split_a_core_as_predicted(exercise_groups: dict[int | str, str]) -> None:
+    from labsupport.course import predict
     from labsupport.course.exercises import check
 
+    assert "Predict first" in check("08", 1).message
+    predict("08", 1, "4 to 1")
     assert "no lab group named" in check("08", 1).message
-    with cgroups.create(exercise_groups[1], controllers=["memory"]) as group:
-        assert "no memory limit" in check("08", 1).message
-        group.limit_memory("30M")
-        assert "not 32 MiB" in check("08", 1).message
-        group.limit_memory("32M")
-        assert "no running process" in check("08", 1).message
-        with group.start(["sleep", "30"]):
-            assert check("08", 1).passed
+    with cgroups.create(exercise_groups[1], controllers=["cpu"]) as light, \
+            cgroups.create(exercise_groups["1b"], controllers=["cpu"]) as heavy:
+        light.weight_cpu(100)
+        heavy.weight_cpu(300)
+        assert "3.00 times the weight" in check("08", 1).message
+        heavy.weight_cpu(400)
+        verdict = check("08", 1)
+        assert verdict.passed, verdict.message
+        share = int(verdict.message.split(f"'{heavy.name}' got ")[1].split("%")[0])
+        assert 70 <= share <= 90, verdict.message  # 4:1 of one core is 80 %
+        assert "You predicted: '4 to 1'" in verdict.message
 
 
-def test_exercise_2_pids_limit_proved_by_forking(exercise_groups: dict[int, str]) -> None:
+def test_exercise_2_a_moved_parent_leaves_its_older_child(exercise_groups: dict[int | str, str]) -> None:
+    from labsupport.course import predict
     from labsupport.course.exercises import check
 
+    predict("08", 2, "the child moves too")
     with cgroups.create(exercise_groups[2], controllers=["pids"]) as group:
-        assert "never said no" in check("08", 2).message
-        group.limit_pids(12)
-        assert "more than 10" in check("08", 2).message
-        group.limit_pids(10)
-        verdict = check("08", 2)
-        assert verdict.passed, verdict.message
-        assert "forked 9 children" in verdict.message
+        assert "holds no running process" in check("08", 2).message
+        # Forked inside, the child is in the group too: nothing to show.
+        with group.start(["sh", "-c", "sleep 30 & exec sleep 31"]) as inside:
+            _wait_for_child(inside.pid)
+            assert "all its children in" in check("08", 2).message
+        with process.start(["sh", "-c", "sleep 30 & exec sleep 31"]) as parent:
+            child = _wait_for_child(parent.pid)
+            group.add(parent.pid)
+            verdict = check("08", 2)
+            assert verdict.passed, verdict.message
+            assert f"PID {parent.pid} is in" in verdict.message and f"PID {child} is not" in verdict.message
+
+
+def _wait_for_child(parent: int) -> int:
+    for _ in range(500):
+        children = [p for p, proc in hoststate.processes().items() if proc.ppid == parent]
+        if children:
+            return children[0]
+        time.sleep(0.01)
+    raise AssertionError(f"PID {parent} forked no child")
 
 
 def test_exercise_3_devices_proved_by_opening(exercise_groups: dict[int, str]) -> None:

@@ -275,26 +275,6 @@ def test_exercise_01_3_finds_the_chrooted_program_from_the_host(exercises: Path)
 
 # -- exercises of notebook 00 ------------------------------------------------------
 
-def _layout_from_mounts() -> str:
-    """The cgroup layout, worked out here independently of the lab's detector."""
-    types = {m.fstype for m in hoststate.mounts()}
-    if "cgroup" in types:
-        return "hybrid" if "cgroup2" in types else "v1"
-    return "v2"
-
-
-def test_exercise_00_1_compares_the_answer_with_the_kernel(exercises: Path) -> None:
-    answer = workdir.exercise_dir("00") / "cgroup-layout.txt"
-    assert not check("00", 1).passed
-    wrong = next(k for k in ("v1", "v2", "hybrid") if k != _layout_from_mounts())
-    answer.write_text(wrong + "\n")
-    verdict = check("00", 1)
-    assert not verdict.passed and "not this host's" in verdict.message
-    answer.write_text(_layout_from_mounts().upper() + "\n")
-    verdict = check("00", 1)
-    assert verdict.passed, verdict.message
-
-
 def test_exercise_00_2_the_box_runs_the_hosts_kernel(exercises: Path) -> None:
     answer = workdir.exercise_dir("00") / "kernel-inside.txt"
     assert not check("00", 2).passed

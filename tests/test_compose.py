@@ -167,7 +167,7 @@ def test_a_port_in_use_or_a_project_up_twice_is_refused(project: str) -> None:
     assert [m["name"] for m in compose.members(project)] == ["tc11-idle-1"]
 
 
-def test_notebook_11_exercises_fresh_solved_reset() -> None:
+def test_notebook_11_exercises_fresh_solved_reset(exercises: Path) -> None:
     """The checks say 'not yet' on a fresh lab, pass after the teacher's solution, and reset
     returns the host to the start."""
     spec = importlib.util.spec_from_file_location("teacher_nb11", REPO / "teacher/solutions/nb11.py")
@@ -182,7 +182,8 @@ def test_notebook_11_exercises_fresh_solved_reset() -> None:
         assert [s.passed for s in scores] == [True, True, True], [s.message for s in scores]
     finally:
         done = grading.reset("11")
-    assert "removed container ex11-web-3" in done and "removed container ex11-cpu-heavy-1" in done
+    assert "removed container ex11-fit-web-4" in done and "removed container ex11-cpu-heavy-1" in done
+    assert "removed container ex11-web-1" in done, "exercise 2 ends with one web replica"
     assert not [c for c in container.list_containers() if c["name"].startswith("ex11")]
 
 

@@ -1,4 +1,5 @@
-"""The exercise checks of notebooks 02-04: a hint before the task is done, "passed" after.
+"""The exercise checks of notebooks 02-04: a hint before the task is done, "passed" after; and the
+predict-then-measure exercises of notebooks 01-05 and 07.
 
 Each test does the exercise for real, the way a learner would. The checks look
 at all of the lab's processes; here they see only this test's own, so a box
@@ -15,7 +16,8 @@ from typing import Iterator
 import pytest
 
 from labsupport import namespaces, ownership, process
-from labsupport.course.exercises import nb02_uts, nb03_ipc, nb04_pid
+from labsupport.course import predict
+from labsupport.course.exercises import check, nb02_uts, nb03_ipc, nb04_pid, nb07_user
 from labsupport.kernel import hoststate
 from labsupport.namespaces import ipc, rootfs
 from labsupport.namespaces import pid as pidns
@@ -168,3 +170,58 @@ def test_04_pid_one_that_stops_on_sigterm(root: Path) -> None:
         verdict = nb04_pid.pid_one_stops_on_sigterm()
         assert verdict.passed, verdict.message
         assert hoststate.process_state(init) in ("", "Z")
+
+
+# -- predict, then measure: the fourth exercise of notebooks 01-05 and 07 ----------------------
+
+
+def _predicted_then_measured(notebook: str, guess: str) -> str:
+    """A fresh check asks for a prediction; after one, it measures and shows both."""
+    verdict = check(notebook, 4)
+    assert not verdict.passed and f'predict("{notebook}", 4, ' in verdict.message
+    predict(notebook, 4, guess)
+    verdict = check(notebook, 4)
+    assert verdict.passed, verdict.message
+    assert f"You predicted: {guess!r}" in verdict.message
+    return verdict.message
+
+
+def test_01_the_escape_stops_without_cap_sys_chroot(exercises: Path) -> None:
+    seen = _predicted_then_measured("01", "it escapes either way")
+    assert "root with its capabilities: escaped" in seen
+    assert "root without CAP_SYS_CHROOT: stopped: Operation not permitted at chroot()" in seen
+
+
+def test_02_the_hostname_file_answers_for_the_readers_namespace(exercises: Path) -> None:
+    host = socket.gethostname()
+    seen = _predicted_then_measured("02", "the host's name")
+    assert "/proc/sys/kernel/hostname reads: lab-box" in seen and "gethostname(): lab-written" in seen
+    assert socket.gethostname() == host
+
+
+def test_03_a_new_ipc_namespace_starts_from_the_defaults(exercises: Path) -> None:
+    host = open(nb03_ipc.LIMIT).read().strip()
+    seen = _predicted_then_measured("03", "a copy of its parent's")
+    doubled = 2 * int(host)
+    assert f"it sets its own to {doubled}" in seen
+    assert f"an IPC namespace it makes then starts with {doubled}" not in seen
+    assert open(nb03_ipc.LIMIT).read().strip() == host, "the host's limit is untouched"
+
+
+def test_04_unshare_pid_moves_only_the_next_child(exercises: Path) -> None:
+    seen = _predicted_then_measured("04", "the caller becomes PID 1")
+    assert "its child read getpid() = 1 and getppid() = 0" in seen
+    assert "the second fork: refused: Cannot allocate memory" in seen
+
+
+def test_05_only_the_mounts_own_namespace_undoes_read_only(exercises: Path) -> None:
+    seen = _predicted_then_measured("05", "nobody can")
+    assert "write while read-only: refused (Read-only file system (EROFS))" in seen
+    assert "root of a new user namespace remounts it writable: refused" in seen
+    assert "this namespace's root remounts it writable: done; write afterwards: done" in seen
+
+
+def test_07_a_nested_user_namespace_maps_through_its_parent(exercises: Path) -> None:
+    seen = _predicted_then_measured("07", "host uid 0")
+    assert "/proc/self/uid_map reads 0 0 1" in seen
+    assert f"on the host the file belongs to uid {nb07_user.NESTED_UID}" in seen

@@ -133,20 +133,42 @@ def test_the_cli_lists_exports_imports_and_removes(name: str, capsys: pytest.Cap
 
 
 def test_the_exercises_hint_first_and_pass_once_done(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from labsupport.course.exercises import check, workdir
+    import os
+
+    from labsupport.course import predict
+    from labsupport.course.exercises import check, nb09_images, workdir
 
     monkeypatch.setattr(workdir, "EXERCISES_DIR", box / "exercises")
     images.build_busybox_base()
+    copybox = workdir.exercise_dir("09") / nb09_images.COPY_BOX
     try:
         assert [check("09", k).passed for k in (1, 2, 3)] == [False, False, False]
-        runtime = images.add_programs(["jq"])
-        images.build_image("ex09-app", [runtime, images.add_files({"/app/a": "1"})], cmd=["/app/a"])
-        assert check("09", 1).passed, check("09", 1)
-        images.build_image("ex09-a", [runtime, images.add_files({"/app/a": "1"})])
-        images.build_image("ex09-b", [images.add_files({"/app/b": "2"})], base="ex09-a")
-        assert "other's app" in check("09", 3).message  # b's app sits on a's
-        images.build_image("ex09-b", [runtime, images.add_files({"/app/b": "2"})])
-        assert check("09", 3).passed, check("09", 3)
+        # 1: one chmod copies the whole file up.
+        predict("09", 1, "a few bytes")
+        assert "Nothing is mounted" in check("09", 1).message
+        merged = images.prepare_rootfs("busybox", copybox)
+        assert "holds no /bin/busybox yet" in check("09", 1).message
+        target = merged / nb09_images.TARGET.lstrip("/")
+        os.chmod(target, os.stat(target).st_mode)  # the same mode: copied up, nothing changed
+        assert "same permission bits" in check("09", 1).message
+        os.chmod(target, 0o700)
+        verdict = check("09", 1)
+        assert verdict.passed, verdict
+        size = os.stat(copybox / "upper" / nb09_images.TARGET.lstrip("/")).st_size
+        assert size == os.stat(images.get("busybox").layers[0] / "bin/busybox").st_size > 100_000
+        # 3: one library path, two versions.
+        def app(version: str) -> list[images.Step]:
+            return [images.add_files({nb09_images.LIBRARY: f"libdemo {version}\n",
+                                      "/app/run.sh": f"cat {nb09_images.LIBRARY}\n"})]
+        images.build_image("ex09-a", app("1.0"), cmd=["/bin/sh", "/app/run.sh"])
+        images.build_image("ex09-b", app("1.0"), cmd=["/bin/sh", "/app/run.sh"])
+        assert "the same" in check("09", 3).message
+        images.build_image("ex09-b", app("2.0"), cmd=["/bin/echo", "hello"])
+        assert "not its own library" in check("09", 3).message
+        images.build_image("ex09-b", app("2.0"), cmd=["/bin/sh", "/app/run.sh"])
+        verdict = check("09", 3)
+        assert verdict.passed and "libdemo 1.0" in verdict.message and "libdemo 2.0" in verdict.message
+        # 2: the whiteout.
         container = workdir.exercise_dir("09") / "box"
         merged = images.prepare_rootfs("busybox", container)
         (merged / "etc/os-release").unlink()
@@ -157,7 +179,8 @@ def test_the_exercises_hint_first_and_pass_once_done(box: Path, monkeypatch: pyt
         assert check("09", 2).passed, check("09", 2)
         images.release_rootfs(container)
     finally:
-        for ref in ("ex09-app", "ex09-a", "ex09-b"):
+        images.release_rootfs(copybox)
+        for ref in ("ex09-a", "ex09-b"):
             if ref + ":latest" in store.refs():
                 images.remove(ref)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -82,19 +84,34 @@ def _kept_result(disk: tuple[float, float], nic: tuple[float, float]) -> BenchRe
                        names_accelerator=True, higher_is_better=True)
 
 
-def test_exercise_3_reads_the_kept_result_not_the_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exercise_3_sets_the_prediction_beside_a_result_measured_after_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from labsupport.course import predict
+
     scratch = ownership.temp_dir("ex12devices")
     try:
         monkeypatch.setattr(latest, "RESULTS_DIR", scratch / "bench")
         monkeypatch.setattr(workdir, "EXERCISES_DIR", scratch / "exercises")
+        assert "Predict first" in check("12", 3).message
+        predict("12", 3, "virtio wins")
+        assert "holds 0 number(s)" in check("12", 3).message
+        predict("12", 3, "disk x3, nic x4")  # the first answer stays the one read
+        assert "holds 0 number(s)" in check("12", 3).message
+        (scratch / "exercises" / "12" / "predictions.json").unlink()
+        predict("12", 3, "disk x3, nic x4")
         assert "keeps no devices benchmark" in check("12", 3).message
-        latest.keep(_kept_result(disk=(120.0, 60.0), nic=(30.0, 3.0)))  # x2 and x10
-        answer = workdir.exercise_dir("12") / "devices.txt"
-        answer.write_text("disk\n")
-        assert not check("12", 3).passed
-        answer.write_text("NIC\n")
+        old = _kept_result(disk=(120.0, 60.0), nic=(30.0, 3.0))  # x2 and x10
+        old.started = "2020-01-01T00:00:00+00:00"
+        latest.keep(old)
+        assert "before you recorded your prediction" in check("12", 3).message
+        new = _kept_result(disk=(120.0, 60.0), nic=(30.0, 3.0))
+        time.sleep(1.1)  # the result's start has whole seconds: one later than the prediction
+        new.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        latest.keep(new)
         verdict = check("12", 3)
-        assert verdict.passed and "x10.00" in verdict.message and "TCG" in verdict.message
+        assert verdict.passed, verdict.message
+        assert "disk x2.00 (you: x3)" in verdict.message and "nic x10.00 (you: x4)" in verdict.message
+        assert "TCG" in verdict.message
     finally:
         shutil.rmtree(scratch)
 

@@ -4,6 +4,7 @@ and the glossary. What a notebook imports from here::
     from labsupport.course import check, exercise_dir
     check("08", 2)                 # passed, or a hint
     exercise_dir("08")             # where the learner works: /var/lib/labsupport/exercises/08
+    predict("08", 1, "80 %")       # a prediction, recorded before the measurement
     exercises_of("06").EXERCISE_NAMESPACES   # names an exercise asks for
 
 Imported on first use, so that a notebook's first cell does not load every other notebook's code.
@@ -16,7 +17,7 @@ from typing import Any
 
 #: The public names and the module each lives in.
 _PUBLIC = {"check": "exercises", "exercise_dir": "exercises.workdir",
-           "grade": "grading", "reset": "grading"}
+           "grade": "grading", "reset": "grading", "predict": "predictions"}
 
 
 def exercises_of(notebook: str) -> ModuleType:

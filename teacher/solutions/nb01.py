@@ -1,8 +1,10 @@
-"""Notebook 01 (chroot): build a root by hand, give it names, run a program in it."""
+"""Notebook 01 (chroot): build a root by hand, give it names, run a program in it, and predict
+whether the escape needs a capability."""
 from __future__ import annotations
 
 import labsupport as lab
 from labsupport.course.exercises.nb01_chroot import my_root
+from labsupport.course.predictions import predict
 from labsupport.process import Child
 
 #: Programs this notebook's solutions leave running.
@@ -20,3 +22,5 @@ def solve(k: int) -> None:
         (root / "etc/group").write_text("root:x:0:\n")
     elif k == 3:
         running.append(lab.start(["sleep", "600"], root=root))
+    elif k == 4:
+        predict("01", 4, "it still escapes: root is root")

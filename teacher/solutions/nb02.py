@@ -1,8 +1,10 @@
-"""Notebook 02 (UTS): a named box, a kept namespace, a rename from inside."""
+"""Notebook 02 (UTS): a named box, a kept namespace, a rename from inside, and a prediction of what
+/proc/sys/kernel/hostname is to a box."""
 from __future__ import annotations
 
 from labsupport import namespaces, process
 from labsupport.course.exercises.nb02_uts import BOX_HOSTNAME, KEPT_NAME, RENAMED
+from labsupport.course.predictions import predict
 
 running: list[process.Child] = []
 
@@ -16,3 +18,5 @@ def solve(k: int) -> None:
     elif k == 3:
         kept = next(h for h in namespaces.held() if (h.name, h.kind) == (KEPT_NAME, "uts"))
         namespaces.enter(kept.path, ["hostname", RENAMED])
+    elif k == 4:
+        predict("02", 4, "the host's name, and writing it renames the host")

@@ -1,4 +1,5 @@
-"""Notebook 03 (IPC): objects made inside boxes, a namespace shared by two, one kept."""
+"""Notebook 03 (IPC): objects made inside boxes, a namespace shared by two, one kept, and a
+prediction of what limits a new IPC namespace starts with."""
 from __future__ import annotations
 
 from labsupport import namespaces, process
@@ -8,6 +9,7 @@ from labsupport.course.exercises.nb03_ipc import (
     KEPT_SEGMENT_KEY,
     SHARED_QUEUE,
 )
+from labsupport.course.predictions import predict
 from labsupport.namespaces import ipc
 
 running: list[process.Child] = []
@@ -27,3 +29,5 @@ def solve(k: int) -> None:
         with namespaces.start_waiting(namespaces=["ipc"]) as box:
             ipc.make_shared_memory(KEPT_SEGMENT_KEY, "kept", inside=box.pid)
             namespaces.keep(box.pid, "ipc", KEPT_NAME)
+    elif k == 4:
+        predict("03", 4, "a copy of the parent's changed limit")

@@ -1,8 +1,10 @@
-"""Notebook 05 (mount): a tmpfs only a box sees, a read-only bind, a slave of a shared mount."""
+"""Notebook 05 (mount): a tmpfs only a box sees, a read-only bind, a slave of a shared mount, and
+a prediction of who can undo a read-only mount."""
 from __future__ import annotations
 
 from labsupport import process
 from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.course.predictions import predict
 from labsupport.namespaces import mount as mounts
 
 running: list[process.Child] = []
@@ -21,3 +23,5 @@ def solve(k: int) -> None:
     elif k == 3:
         mounts.shared_tmpfs(work / "mirror")
         running.append(mounts.start_box(propagation="slave"))
+    elif k == 4:
+        predict("05", 4, "neither: read-only is read-only")

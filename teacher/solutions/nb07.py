@@ -1,9 +1,11 @@
-"""Notebook 07 (user): a remapped root, a file owned by uid 200000, a namespace nobody made."""
+"""Notebook 07 (user): a remapped root, a file owned by uid 200000, a namespace nobody made, and
+a prediction about a user namespace nested in another."""
 from __future__ import annotations
 
 from labsupport import process
 from labsupport.course.exercises.nb07_user import TARGET_UID
 from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.course.predictions import predict
 from labsupport.kernel.errors import LabError
 from labsupport.namespaces import user as userns
 
@@ -25,3 +27,5 @@ def solve(k: int) -> None:
         running.append(process.start(["setpriv", f"--reuid={nobody}", f"--regid={nobody}",
                                       "--clear-groups", "unshare", "--user", "--map-root-user",
                                       "sleep", "600"]))
+    elif k == 4:
+        predict("07", 4, "host uid 300000; inside the map says 0 0 1")

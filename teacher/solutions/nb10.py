@@ -1,43 +1,31 @@
-"""Notebook 10 (the full container): a page on a published port, a small container, two by name,
-and a prediction of which defense stops add_key."""
+"""Notebook 10 (the full container): a container that outlives its OOM kill, two busy loops
+under one CPU limit, and a prediction of which defense stops add_key."""
 from __future__ import annotations
 
 import time
-import urllib.request
 
-from labsupport import container
-from labsupport.course.exercises.workdir import exercise_dir
-from labsupport.kernel.errors import LabError
+from labsupport import cgroups, container
+from labsupport.course.exercises.nb10_container import CPU_LIMIT, CPU_NAME, OOM_NAME
+from labsupport.course.predictions import predict
 
-PAGE = "mkdir -p /www && echo 'hello from ex10' > /www/index.html && exec httpd -f -p 80 -h /www"
-
-
-def _running(name: str) -> bool:
-    try:
-        return container.state(name).get("status") == "running"
-    except LabError:
-        return False
-
-
-def _serve_page() -> None:
-    if not _running("ex10-web"):
-        container.run("busybox", ["sh", "-c", PAGE], name="ex10-web", publish=["127.0.0.1:8090:80"])
-    for _ in range(100):  # httpd listens a moment after its exec
-        try:
-            urllib.request.urlopen("http://127.0.0.1:8090/", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.05)
+#: dd holds one buffer of bs bytes: twice the limit, so the kernel must kill it.
+HOG = "dd if=/dev/zero of=/dev/null bs=64M count=1; exec sleep 3600"
+BURN = "while :; do :; done & while :; do :; done"
 
 
 def solve(k: int) -> None:
     if k == 1:
-        _serve_page()
+        predict("10", 1, "dd is killed, the container lives on: PID 1 is a shell that waits")
+        name = container.run("busybox", ["sh", "-c", HOG], name=OOM_NAME, memory="32M",
+                             network="none")
+        group = cgroups.open_group(container.state(name)["cgroup"])
+        for _ in range(100):  # dd needs a moment to fill its buffer
+            if group.usage().oom_kills:
+                break
+            time.sleep(0.05)
     elif k == 2:
-        container.run("busybox", ["sleep", "3600"], name="ex10-small", memory="32M", pids=10)
+        predict("10", 2, f"each loop gets half of {CPU_LIMIT}, together {CPU_LIMIT} of a core")
+        container.run("busybox", ["sh", "-c", BURN], name=CPU_NAME, cpus=CPU_LIMIT, network="none")
     elif k == 3:
-        _serve_page()
-        container.run("busybox", ["sleep", "3600"], name="ex10-db")
-    elif k == 4:
         # add_key needs no capability and no device: only the seccomp filter takes the call away.
-        (exercise_dir("10") / "prediction.txt").write_text("seccomp\n")
+        predict("10", 3, "seccomp")

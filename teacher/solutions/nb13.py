@@ -1,4 +1,5 @@
-"""Notebook 13 (VMs vs containers): a 3-round result saved, a background VM weighed, five containers."""
+"""Notebook 13 (VMs vs containers): a 3-round result saved, a background VM weighed, five containers,
+and a prediction of how many containers weigh as much as one VM."""
 from __future__ import annotations
 
 from labsupport import container
@@ -10,6 +11,7 @@ from labsupport.course.exercises.nb13_vms_vs_containers import (
     SCALE_PREFIX,
 )
 from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.course.predictions import predict
 from labsupport.vm import background
 
 
@@ -25,3 +27,5 @@ def solve(k: int) -> None:
             latest.keep(memory.run(quick=True, progress=False))
         for n in range(1, SCALE_COUNT + 1):
             container.run("busybox", ["sleep", "100000"], name=f"{SCALE_PREFIX}{n}")
+    elif k == 4:
+        predict("13", 4, "about 50 containers per microVM")

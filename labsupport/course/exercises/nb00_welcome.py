@@ -1,18 +1,17 @@
-"""Notebook 00 (welcome): two light checks that compare an answer with the real host.
+"""Notebook 00 (welcome): two light checks that ask the real host.
 
-The learner writes a one-line answer into /var/lib/labsupport/exercises/00/;
-the check asks the kernel the same question and compares.
+Exercise 1 shows the learner's prediction beside what a box made without its own /proc
+really sees; exercise 2 compares a one-line answer in /var/lib/labsupport/exercises/00/
+with what the kernel says inside a box.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from labsupport.cgroups.layout import detect_layout
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
 from labsupport.course.exercises.workdir import exercise_dir
 from labsupport.process import run_command
-
-LAYOUTS = ("v1", "v2", "hybrid")
 
 
 def _answer(name: str) -> tuple[Path, str | None]:
@@ -25,20 +24,26 @@ def _answer(name: str) -> tuple[Path, str | None]:
     return path, (lines[0].strip() if lines else "")
 
 
-@exercise("00", 1, "Read the doctor: which cgroup layout does this host have?")
-def cgroup_layout_named() -> Verdict:
-    path, answer = _answer("cgroup-layout.txt")
-    if answer is None:
-        return hint(f"Write your answer, one word, into {path}.")
-    word = answer.split()[0].lower() if answer.split() else ""
-    layout = detect_layout()
-    if word == layout.kind:
-        return passed(f"Yes: {layout.summary()}. cgroups (독립된 자원에 대한 제어) are the second half "
-                      "of a container; notebook 08 uses them through one API on every layout.")
-    if word in LAYOUTS:
-        return hint(f"'{word}' is one of the three layouts, but not this host's: read the doctor's "
-                    "cgroup row again.")
-    return hint(f"Answer with one word - v1, v2 or hybrid - in {path} (it now holds {answer!r}).")
+def _count_processes(listing: str) -> int:
+    return sum(1 for name in listing.split() if name.isdigit())
+
+
+@exercise("00", 1, "Predict what a box without its own /proc sees, then look")
+def box_without_its_own_proc() -> Verdict:
+    guess = predictions.required("00", 1, "for the PID a box's shell gets and how many processes "
+                                 "its `ls /proc` lists, when the box is made without mount_proc")
+    if isinstance(guess, Verdict):
+        return guess
+    box = dict(namespaces=["uts", "pid", "mnt"], hostname="labcheck")
+    pid = run_command(["sh", "-c", "echo $$"], **box).stdout.strip()
+    seen = _count_processes(run_command(["ls", "/proc"], **box).stdout)
+    host = _count_processes(run_command(["ls", "/proc"]).stdout)
+    own = _count_processes(run_command(["ls", "/proc"], mount_proc=True, **box).stdout)
+    return passed(predictions.beside(
+        guess, f"the shell is PID {pid}, yet `ls /proc` lists {seen} processes - the host lists "
+        f"{host}, a box with its own /proc {own}") + " /proc shows the processes of the PID "
+        "namespace it was mounted from: a box that keeps the host's /proc reads the host's "
+        "process table. A runtime mounts a fresh /proc inside every container for that reason.")
 
 
 @exercise("00", 2, "Which kernel runs inside a box?")

@@ -3,22 +3,29 @@
 The learner builds ``/var/lib/labsupport/exercises/01/myroot``. Each check
 enters it with the same runner the notebook uses and reads what really
 happens - a program that starts or not, what ``ls`` prints, a process the
-host can see - so a hint can name the idea that is missing.
+host can see - so a hint can name the idea that is missing. Exercise 4 runs notebook 01's
+escape in a scratch root twice, with and without CAP_SYS_CHROOT, beside the learner's
+prediction.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from labsupport import ownership
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
 from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.kernel import syscalls
 from labsupport.kernel.errors import LabError
 from labsupport.kernel.hoststate import processes
 from labsupport.namespaces import chroot
-from labsupport.process import DEFAULT_PATH, CommandResult, run_command
+from labsupport.process import DEFAULT_PATH, CommandResult, run_command, run_function
 
 ROOT_NAME = "myroot"
 TIMEOUT = 10
+#: The capability chroot(2) asks for (capability.h).
+CAP_SYS_CHROOT = 18
 
 
 def my_root() -> Path:
@@ -160,6 +167,43 @@ def chrooted_program_seen_from_host() -> Verdict:
     return hint(f"No process on this host has its root in {target} right now. Start a program "
                 "from your root that keeps running, in the background, and check while it runs: "
                 "the host finds it through /proc/PID/root.")
+
+
+def _escape_with(capabilities: int | None, marker: str) -> str:
+    """Inside a chroot: keep only ``capabilities`` (None: leave them alone), then the classic
+    escape."""
+    if capabilities is not None:
+        syscalls.capset(capabilities, capabilities, 0)
+    try:
+        _, text = chroot.classic_escape(marker)
+    except PermissionError as err:
+        return f"stopped: {err.strerror} at chroot()"
+    return "escaped: it read the host's marker file" if text else "stayed inside"
+
+
+@exercise("01", 4, "Predict whether the escape works without one capability, then try both")
+def escape_needs_a_capability() -> Verdict:
+    guess = predictions.required("01", 4, "for whether the classic chroot escape still works for "
+                                 "a root that lacks CAP_SYS_CHROOT")
+    if isinstance(guess, Verdict):
+        return guess
+    own = int(next(line for line in open("/proc/self/status")
+                    if line.startswith("CapEff")).split()[1], 16)  # inside there is no /proc
+    marker = chroot.write_host_marker()
+    jail = ownership.temp_dir("ex01jail")
+    try:
+        (jail / chroot.HATCH).mkdir()
+        seen = {label: run_function(_escape_with, capabilities, str(marker), root=jail, timeout=10)
+                for label, capabilities in (("root with its capabilities", None),
+                                            ("root without CAP_SYS_CHROOT",
+                                             own & ~(1 << CAP_SYS_CHROOT)))}
+    finally:
+        chroot.remove_scratch(marker.parent, jail)
+    story = "; ".join(f"{who}: {what}" for who, what in seen.items())
+    return passed(predictions.beside(guess, story) + " The escape is built of chroot() calls, and "
+                  "chroot() asks for CAP_SYS_CHROOT: take that one bit away and the climb never "
+                  "starts. Docker keeps the capability by default - pivot_root is what makes it "
+                  "harmless there.")
 
 
 def reset() -> list[str]:

@@ -2,15 +2,21 @@
 
 A check finds the learner's boxes among the lab's processes by their
 /proc/PID/ns/uts inode, and reads each namespace's hostname from inside it
-(a child that joins it), so the answer is the kernel's, not the notebook's.
+(a child that joins it), so the answer is the kernel's, not the notebook's. Exercise 4
+reads and writes /proc/sys/kernel/hostname from a throw-away box and shows what happened
+beside the learner's prediction.
 """
 from __future__ import annotations
 
+import os
 import socket
 
 from labsupport import namespaces, ownership, process
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed, resets
+from labsupport.kernel.errors import LabError
 
+PROC_HOSTNAME = "/proc/sys/kernel/hostname"
 #: The hostname exercise 1 asks for, the name exercise 2 keeps under, the rename of exercise 3.
 BOX_HOSTNAME = "labsandbox"
 KEPT_NAME = "ex02"
@@ -89,6 +95,36 @@ def rename_from_inside() -> Verdict:
                     "process can join an existing one (setns) and act there.")
     return passed(f"The kept namespace is now called {RENAMED}, the host still {socket.gethostname()}: "
                   "joining a namespace is what `nsenter` and `docker exec` do.")
+
+
+def _through_proc_sys() -> dict[str, str]:
+    """Inside a box named lab-box: read and write the hostname as a file of the host's /proc."""
+    if os.stat("/proc/self/ns/uts").st_ino == os.stat(f"/proc/{os.getppid()}/ns/uts").st_ino:
+        raise LabError("The probe is not in a UTS namespace of its own: it would rename the host.")
+    seen = {"/proc/sys/kernel/hostname reads": open(PROC_HOSTNAME).read().strip()}
+    with open(PROC_HOSTNAME, "w") as name:
+        name.write("lab-written")
+    seen["after writing lab-written into it, the box's gethostname()"] = socket.gethostname()
+    return seen
+
+
+@exercise("02", 4, "Predict what the host's /proc/sys/kernel/hostname is to a box, then try")
+def hostname_file_is_namespaced() -> Verdict:
+    guess = predictions.required("02", 4, "for what a box reads in /proc/sys/kernel/hostname - "
+                                 "the host's /proc, not remounted - and whose name changes when "
+                                 "root in the box writes to it")
+    if isinstance(guess, Verdict):
+        return guess
+    host = socket.gethostname()
+    seen = process.run_function(_through_proc_sys, namespaces=["uts"], hostname="lab-box",
+                                timeout=10)
+    if socket.gethostname() != host:
+        return hint("The host's own name changed while the check ran: give the host back its name.")
+    story = "; ".join(f"{what}: {name}" for what, name in seen.items())
+    return passed(predictions.beside(guess, f"{story}; the host is still {host}") + " The file "
+                  "belongs to the host's /proc, yet the kernel answers for the UTS namespace of "
+                  "the process that opens it: some /proc/sys files are per namespace, not per "
+                  "mount.")
 
 
 def reset() -> list[str]:

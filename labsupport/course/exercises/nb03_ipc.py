@@ -2,13 +2,19 @@
 
 The host's side is read in this process's IPC namespace; each box's side by
 a child that joined the box's namespace (or a kept one). Only the lab's own
-processes and kept namespaces are looked into.
+processes and kept namespaces are looked into. Exercise 4 changes a limit in a
+throw-away IPC namespace and shows what a namespace made below it starts with, beside the
+learner's prediction.
 """
 from __future__ import annotations
 
-from labsupport import namespaces, ownership
+import os
+
+from labsupport import namespaces, ownership, process
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed, resets
-from labsupport.kernel import hoststate
+from labsupport.kernel import hoststate, syscalls
+from labsupport.kernel.errors import LabError
 from labsupport.namespaces import ipc
 
 #: Keys and names the exercises ask for (the keys lie in the lab's range).
@@ -16,6 +22,8 @@ HIDDEN_QUEUE_KEY = 0x1AB0E301
 SHARED_QUEUE = "/labshared"
 KEPT_SEGMENT_KEY = 0x1AB0E303
 KEPT_NAME = "ex03"
+#: The per-namespace limit exercise 4 reads: the most bytes one message queue may hold.
+LIMIT = "/proc/sys/kernel/msgmnb"
 
 
 def _has(objects: set[hoststate.IpcObject], kind: str, name: str) -> bool:
@@ -103,6 +111,48 @@ def segment_in_kept_namespace() -> Verdict:
     return passed(f"No process is left in IPC namespace {kept.inode}, and the segment {key} is "
                   f"still there: the mount at {kept.path} keeps the namespace - and its objects - "
                   "alive. Release it and both are gone.")
+
+
+def _read_limit() -> int:
+    with open(LIMIT) as limit:
+        return int(limit.read())
+
+
+def _settings_below() -> dict[str, int]:
+    """In a new IPC namespace: double its msgmnb, then read it from an IPC namespace made below."""
+    if os.stat("/proc/self/ns/ipc").st_ino == os.stat(f"/proc/{os.getppid()}/ns/ipc").st_ino:
+        raise LabError("The probe is not in an IPC namespace of its own: it would change the host's.")
+    first = _read_limit()
+    with open(LIMIT, "w") as limit:
+        limit.write(str(2 * first))
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        syscalls.unshare(syscalls.CLONE_NEWIPC)
+        os.write(write_end, str(_read_limit()).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    return {"a new IPC namespace starts with": first, "it sets its own to": _read_limit(),
+            "an IPC namespace it makes then starts with": int(os.read(read_end, 50))}
+
+
+@exercise("03", 4, "Predict whether a new IPC namespace copies its parent's limits, then look")
+def limits_are_not_copied() -> Verdict:
+    guess = predictions.required("03", 4, "for the message-queue limit (kernel.msgmnb) a new IPC "
+                                 "namespace starts with, when the namespace that makes it has "
+                                 "changed its own")
+    if isinstance(guess, Verdict):
+        return guess
+    host = _read_limit()
+    seen = process.run_function(_settings_below, namespaces=["ipc"], timeout=10)
+    if _read_limit() != host:
+        return hint(f"The host's own {LIMIT} changed while the check ran: set it back to {host}.")
+    story = "; ".join(f"{what} {value}" for what, value in seen.items())
+    return passed(predictions.beside(guess, f"the host's msgmnb is {host}; {story}") + " Unlike "
+                  "a UTS namespace, which starts as a copy of its parent's names, a new IPC "
+                  "namespace starts from the kernel's defaults: a container's IPC limits are "
+                  "whatever its runtime writes (runc's linux.sysctl), never the host's tuning.")
 
 
 def reset() -> list[str]:

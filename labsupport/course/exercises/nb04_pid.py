@@ -2,7 +2,9 @@
 
 A namespace's PID 1 is found from the host as a lab process whose NSpid line
 (/proc/PID/status) ends in 1 at a deeper level than ours. The checks read
-states and signal masks from /proc; the last one sends SIGTERM for real.
+states and signal masks from /proc; the third sends SIGTERM for real. The fourth
+runs unshare(CLONE_NEWPID) in a throw-away child and shows what it and its children
+saw beside the learner's prediction.
 """
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import os
 import signal
 
 from labsupport import namespaces, ownership
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
-from labsupport.kernel import hoststate
+from labsupport.kernel import hoststate, syscalls
 from labsupport.kernel.errors import LabError
 from labsupport.namespaces import pid as pidns
+from labsupport.process import run_function
 
 
 def _inits() -> list[int]:
@@ -96,6 +100,57 @@ def pid_one_stops_on_sigterm() -> Verdict:
     return passed(f"kill -TERM 1 from inside ended host PID {init}: a PID 1 gets SIGTERM only when it "
                   "has a handler for it - which is why `docker stop` waits, then sends SIGKILL, "
                   "to a PID 1 that has none.")
+
+
+def _after_unshare_pid() -> dict[str, object]:
+    """In a throw-away child of the runner: unshare(CLONE_NEWPID), then fork twice.
+
+    What the caller and its children see, read by themselves; the second fork comes after
+    the first child - the namespace's PID 1 - has ended.
+    """
+    before = os.getpid()
+    syscalls.unshare(syscalls.CLONE_NEWPID)
+    seen: dict[str, object] = {"caller before": before, "caller after": os.getpid()}
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        listed = sum(1 for name in os.listdir("/proc") if name.isdigit())
+        os.write(write_end, f"{os.getpid()} {os.getppid()} {listed}".encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    pid, ppid, listed = os.read(read_end, 100).decode().split()
+    seen.update({"child pid": int(pid), "child ppid": int(ppid), "child proc": int(listed),
+                 "child on the host": child})
+    try:
+        second = os.fork()
+    except OSError as err:
+        seen["second fork"] = f"refused: {os.strerror(err.errno or 0)}"
+    else:
+        if second == 0:
+            os._exit(0)
+        os.waitpid(second, 0)
+        seen["second fork"] = "a second child started"
+    return seen
+
+
+@exercise("04", 4, "Predict what unshare(CLONE_NEWPID) does to the caller and its children")
+def after_unshare_pid() -> Verdict:
+    guess = predictions.required("04", 4, "for the PIDs the caller and its first child read after "
+                                 "the caller's unshare(CLONE_NEWPID), what the child's ls /proc "
+                                 "lists, and whether a second fork works once that child ended")
+    if isinstance(guess, Verdict):
+        return guess
+    seen = run_function(_after_unshare_pid, timeout=10)
+    host = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    return passed(predictions.beside(
+        guess, f"the caller read PID {seen['caller before']} before and {seen['caller after']} "
+        f"after; its child read getpid() = {seen['child pid']} and getppid() = "
+        f"{seen['child ppid']} (the host calls it {seen['child on the host']}); "
+        f"its ls /proc listed {seen['child proc']} processes (the host's /proc: {host}); "
+        f"then the second fork: {seen['second fork']}") + " The caller never moves; its first "
+        "child is PID 1, with a parent it cannot see; the host's /proc stays the host's until "
+        "one is mounted; and a namespace whose PID 1 has ended takes no new process.")
 
 
 def reset() -> list[str]:

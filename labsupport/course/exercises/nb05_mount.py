@@ -2,16 +2,24 @@
 
 A box is any process the lab started that has a mount namespace of its own;
 its table is /proc/PID/mountinfo, the host's is this process's. The learner
-works in /var/lib/labsupport/exercises/05/.
+works in /var/lib/labsupport/exercises/05/. Exercise 4 tries to undo a read-only bind mount
+in a throw-away mount namespace and shows what the kernel allowed beside the learner's
+prediction.
 """
 from __future__ import annotations
 
 import os
+import shutil
+from typing import Callable
 
 from labsupport import ownership
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
 from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.kernel import syscalls
+from labsupport.kernel.errors import KernelError, describe_errno
 from labsupport.namespaces import mount as mounts
+from labsupport.process import run_function
 
 
 @exercise("05", 1, "A mount that only your box sees")
@@ -92,6 +100,65 @@ def one_way_mirror() -> Verdict:
                     "will ever reach it.")
     return hint(f"No running box has {mirror} in its table. A mount namespace copies the table when "
                 "it is made: start the box after the mount exists, and keep it running.")
+
+
+def _attempt(action: Callable[[], object]) -> str:
+    """'done', or the kernel's reason for refusing."""
+    try:
+        action()
+    except KernelError as err:
+        return f"refused ({describe_errno(err.errno)})"
+    except OSError as err:
+        return f"refused ({describe_errno(err.errno or 0)})"
+    return "done"
+
+
+def _write(directory: str) -> None:
+    with open(os.path.join(directory, "probe.txt"), "w") as probe:
+        probe.write("written\n")
+
+
+def _read_only_story(directory: str) -> dict[str, str]:
+    """In a throw-away mount namespace: a read-only bind mount, then who may make it writable."""
+    syscalls.mount(directory, directory, None, syscalls.MS_BIND)
+    syscalls.mount(None, directory, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+    seen = {"write while read-only": _attempt(lambda: _write(directory))}
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # root of a user namespace of its own, with a mount namespace it owns
+        def remount() -> None:
+            syscalls.unshare(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNS)
+            with open("/proc/self/uid_map", "w") as uid_map:
+                uid_map.write("0 0 1")
+            syscalls.mount(None, directory, None, syscalls.MS_REMOUNT | syscalls.MS_BIND)
+        os.write(write_end, _attempt(remount).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    seen["root of a new user namespace remounts it writable"] = os.read(read_end, 200).decode()
+    seen["this namespace's root remounts it writable"] = _attempt(
+        lambda: syscalls.mount(None, directory, None, syscalls.MS_REMOUNT | syscalls.MS_BIND))
+    seen["write afterwards"] = _attempt(lambda: _write(directory))
+    return seen
+
+
+@exercise("05", 4, "Predict who can make a read-only mount writable again, then try")
+def read_only_is_not_locked() -> Verdict:
+    guess = predictions.required("05", 4, "for whether root can make a read-only bind mount "
+                                 "writable again - root of the mount's own namespace, and root "
+                                 "of a user namespace made below it")
+    if isinstance(guess, Verdict):
+        return guess
+    scratch = ownership.temp_dir("ex05")
+    try:
+        seen = run_function(_read_only_story, str(scratch), namespaces=["mnt"], timeout=10)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    story = "; ".join(f"{what}: {result}" for what, result in seen.items())
+    return passed(predictions.beside(guess, story) + " A read-only flag is no wall against "
+                  "CAP_SYS_ADMIN in the mount's own user namespace: one remount undoes it. Only a "
+                  "less privileged namespace finds it locked - which is why a runtime drops "
+                  "CAP_SYS_ADMIN, or gives the container a user namespace of its own.")
 
 
 def reset() -> list[str]:

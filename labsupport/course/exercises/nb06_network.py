@@ -1,25 +1,34 @@
 """Notebook 06 (network namespace): checks that ask the kernel, from inside and from the host.
 
-The learner builds in two namespaces with fixed names, ``labex06a`` and
-``labex06b`` (lab names, so the clean-up cell and ``clean`` remove them).
-Each check reads their links over netlink, pings and fetches from *inside*
-them - never from the host, which only ever talks to its own loopback - and
-looks at the host's side: its addresses, its bridges, its port 8086.
+The learner builds in namespaces with fixed lab names: ``labex06a`` and ``labex06b`` joined
+by one cable (exercise 1), ``labex06c`` and ``labex06d`` joined through a router namespace
+``labex06r`` (exercise 2), and a server of ``labex06b``'s published on the host's
+127.0.0.1:8086 (exercise 3). Each check reads their links over netlink and pings or fetches
+from *inside* them - the host only ever talks to its own loopback. Exercise 3 times the
+published port against the server's own loopback and shows the learner's prediction beside.
 """
 from __future__ import annotations
 
 import ipaddress
+import statistics
+import time
+import urllib.request
 
 from labsupport import net
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
 from labsupport.kernel.errors import LabError
 from labsupport.net import publish as portproxy
 from labsupport.net import run as netrun
+from labsupport.process import run_function
 
-#: The two namespaces the exercises use, and the host port exercise 4 publishes on.
+#: The namespaces the exercises use, and the host port exercise 3 publishes on.
 FIRST, SECOND = "labex06a", "labex06b"
-EXERCISE_NAMESPACES = (FIRST, SECOND)
+LEFT, ROUTER, RIGHT = "labex06c", "labex06r", "labex06d"
+EXERCISE_NAMESPACES = (FIRST, SECOND, LEFT, ROUTER, RIGHT)
 HOST_PORT = 8086
+#: Requests each way of exercise 3's timing.
+REQUESTS = 30
 
 
 def _missing(*names: str) -> Verdict | None:
@@ -37,119 +46,109 @@ def _cables(namespace: str) -> list[tuple[net.Link, ipaddress.IPv4Interface]]:
             for address in map(ipaddress.ip_interface, link.addresses) if address.version == 4]
 
 
-@exercise("06", 1, f"{FIRST} reaches its own 127.0.0.1")
-def own_loopback() -> Verdict:
-    missing = _missing(FIRST)
-    if missing:
-        return missing
-    if not net.is_up("lo", FIRST):
-        return hint(f"{FIRST} exists, but a program inside cannot even reach 127.0.0.1 there. "
-                    "Which links does a new namespace start with, and in what state?")
-    result = netrun.ping("127.0.0.1", FIRST)
-    if not result.ok:
-        return hint(f"lo is up in {FIRST}, yet ping 127.0.0.1 failed: {result.stderr.strip()}")
-    return passed(f"ping 127.0.0.1 answers inside {FIRST}: its own lo, switched on by you - the "
-                  "host's lo was never involved.")
-
-
-def _connected_pair() -> tuple[Verdict | None, dict[str, ipaddress.IPv4Interface]]:
-    """Exercise 2's work: both namespaces cabled to one bridge, with addresses - or a hint."""
+@exercise("06", 1, f"{FIRST} and {SECOND} joined by one cable, nothing on the host")
+def one_cable() -> Verdict:
     missing = _missing(FIRST, SECOND)
     if missing:
-        return missing, {}
-    found = {ns: _cables(ns) for ns in EXERCISE_NAMESPACES}
-    for ns, cables in found.items():
-        if not cables:
-            return hint(f"{ns} has no link besides lo that is up and has an IPv4 address: it has "
-                        "nothing to reach the other namespace with."), {}
-    # Prefer two addresses in one subnet, if the learner tried several.
-    pairs = [(a, b) for a in found[FIRST] for b in found[SECOND] if a[1].network == b[1].network]
-    chosen = dict(zip(EXERCISE_NAMESPACES, pairs[0] if pairs else (found[FIRST][0], found[SECOND][0])))
-    ends = [link.peer for link, _ in chosen.values()]
-    if any(end is None or end.namespace is not None for end in ends):
-        return hint("The other end of each namespace's cable should be on the host, plugged into "
-                    "one bridge - not in the other namespace."), {}
-    host = {link.name: link for link in net.links(None)}
-    masters = {host[end.name].master if end.name in host else None for end in ends if end}
-    if len(masters) != 1 or None in masters:
-        return hint(f"The host ends of {FIRST}'s and {SECOND}'s cables are not plugged into the "
-                    "same bridge: a bridge is the switch that joins them."), {}
-    return None, {ns: address for ns, (_, address) in chosen.items()}
-
-
-@exercise("06", 2, f"{FIRST} and {SECOND} on one bridge")
-def two_namespaces_on_a_bridge() -> Verdict:
-    problem, addresses = _connected_pair()
-    if problem:
-        return problem
-    for here, there in ((FIRST, SECOND), (SECOND, FIRST)):
-        result = netrun.ping(str(addresses[there].ip), here)
+        return missing
+    direct = [(link, address) for link, address in _cables(FIRST)
+              if link.peer is not None and link.peer.namespace == SECOND]
+    if not direct:
+        ends = [f"{link.name} -> {link.peer}" for link, _ in _cables(FIRST) if link.peer]
+        return hint(f"{FIRST} has no cable (veth) that is up, has an address and whose other end "
+                    f"is in {SECOND}" + (f" - its cables lead to {', '.join(ends)}" if ends else "")
+                    + ". Above, every cable had one end on the host: does it have to?")
+    link, mine = direct[0]
+    theirs = [address for other, address in _cables(SECOND) if other.name == link.peer.name]
+    if not theirs:
+        return hint(f"{SECOND}'s end, {link.peer.name}, is down or has no IPv4 address.")
+    for here, there in ((FIRST, theirs[0]), (SECOND, mine)):
+        result = netrun.ping(str(there.ip), here)
         if not result.ok:
-            return hint(f"{here} cannot ping {there} at {addresses[there].ip}. Are both addresses "
-                        "in one subnet, and is every link on the way up - on both sides?")
-    nets = {a.network for a in addresses.values()}
-    on_host = [text for link in net.links(None) for text in link.addresses
-               if any(ipaddress.ip_interface(text).ip in n for n in nets)]
-    if on_host:
-        return hint(f"The host itself holds {on_host[0]}, in your namespaces' subnet: that gives it "
-                    "a route into them. Keep the host's side without an address.")
-    return passed(f"{FIRST} ({addresses[FIRST]}) and {SECOND} ({addresses[SECOND]}) answer each "
-                  "other's ping across the bridge, and the host holds no address in their subnet.")
+            return hint(f"{here} cannot ping {there.ip}: are both ends up, and does each side "
+                        "have a route to the other's address?")
+    return passed(f"{FIRST} ({mine}) and {SECOND} ({theirs[0]}) ping each other over one veth "
+                  "pair, both ends inside namespaces: no bridge, no host link - the host's "
+                  "`ip link` does not even show the cable.")
 
 
-def _page(namespace: str, url: str) -> str | None:
-    try:
-        return netrun.http_get(url, namespace)
-    except LabError:
-        return None
+def _forwarding(namespace: str) -> bool:
+    got = netrun.run_in(namespace, ["busybox", "cat", "/proc/sys/net/ipv4/ip_forward"])
+    return got.stdout.strip() == "1"
 
 
-@exercise("06", 3, "Two web servers, both on port 80")
-def two_servers_on_port_80() -> Verdict:
-    problem, addresses = _connected_pair()
-    if problem:
-        return problem
-    for ns in EXERCISE_NAMESPACES:
-        if not any(netrun.listening_on(pid, 80) for pid in netrun.processes_in(ns)):
-            return hint(f"No program in {ns} listens on port 80.")
-    pages = {there: _page(here, f"http://{addresses[there].ip}/")
-             for here, there in ((FIRST, SECOND), (SECOND, FIRST))}
-    for ns, page in pages.items():
-        if not page:
-            return hint(f"Something listens on port 80 in {ns}, but fetching "
-                        f"http://{addresses[ns].ip}/ from the other namespace got no page.")
-    if pages[FIRST] == pages[SECOND]:
-        return hint("Both servers answer with the same page: make each one say which namespace "
-                    "it is in, so you can tell them apart.")
-    return passed(f"Port 80 twice, no clash: {addresses[FIRST].ip}:80 says "
-                  f"{pages[FIRST].strip()[:40]!r}, {addresses[SECOND].ip}:80 says "
-                  f"{pages[SECOND].strip()[:40]!r}.")
+@exercise("06", 2, f"{LEFT} reaches {RIGHT} in another subnet, through {ROUTER}")
+def through_a_router() -> Verdict:
+    missing = _missing(LEFT, ROUTER, RIGHT)
+    if missing:
+        return missing
+    left, right = _cables(LEFT), _cables(RIGHT)
+    if not left or not right:
+        return hint(f"{LEFT if not left else RIGHT} has no link besides lo that is up and has an "
+                    "IPv4 address.")
+    shared = {a.network for _, a in left} & {b.network for _, b in right}
+    if shared:
+        return hint(f"{LEFT} and {RIGHT} both have addresses in {shared.pop()}: put them in two "
+                    f"different subnets, so that only {ROUTER} can join them.")
+    target = right[0][1]
+    result = netrun.ping(str(target.ip), LEFT)
+    if not result.ok:
+        way = net.route_to(str(target.ip), LEFT)
+        return hint(f"{LEFT} cannot ping {target.ip} (its way there: {way}). A packet needs a "
+                    "route on each side - there and back - and a router must be willing to pass "
+                    "on what is not addressed to itself.")
+    if not _forwarding(ROUTER):
+        return hint(f"{LEFT} reaches {target.ip}, but {ROUTER} does not forward: is {RIGHT} "
+                    f"cabled to {LEFT} some other way?")
+    return passed(f"{LEFT} pings {target.ip} in {target.network} through {ROUTER} "
+                  f"({net.route_to(str(target.ip), LEFT)}); {ROUTER} forwards because its own "
+                  "copy of net.ipv4.ip_forward is 1 - a setting each network namespace has for "
+                  "itself, as Docker switches on the host's.")
 
 
-@exercise("06", 4, f"{SECOND}'s server on the host's 127.0.0.1:{HOST_PORT}")
-def published_on_loopback() -> Verdict:
+def _per_request(url: str, count: int) -> float:
+    """Median seconds of one HTTP request to ``url``, each on a new connection."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        with opener.open(url, timeout=5) as answer:
+            answer.read()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@exercise("06", 3, "Predict what the published port costs per request, then time it")
+def published_port_cost() -> Verdict:
+    guess = predictions.required("06", 3, "for how much longer a request through the published "
+                                 "port takes than one made inside the namespace")
+    if isinstance(guess, Verdict):
+        return guess
     missing = _missing(SECOND)
     if missing:
         return missing
     found = [p for p in portproxy.published() if p.host_port == HOST_PORT]
-    if not found:
-        return hint(f"The lab publishes nothing on 127.0.0.1:{HOST_PORT} yet. The host cannot reach "
-                    f"{SECOND}'s address; something on the host's loopback has to pass the "
-                    "connections in.")
-    if found[0].namespace != SECOND:
-        return hint(f"127.0.0.1:{HOST_PORT} leads into {found[0].namespace}, not into {SECOND}.")
-    inside = _page(SECOND, f"http://127.0.0.1:{found[0].port}/")
-    if inside is None:
-        return hint(f"127.0.0.1:{HOST_PORT} leads to port {found[0].port} of {SECOND}, but nothing "
-                    f"answers there inside {SECOND}.")
+    if not found or found[0].namespace != SECOND:
+        return hint(f"127.0.0.1:{HOST_PORT} does not lead into {SECOND} yet: publish its server "
+                    "there, as the notebook published blue's.")
+    servers = [pid for pid in netrun.processes_in(SECOND) if netrun.listening_on(pid, found[0].port)]
+    if not servers:
+        return hint(f"127.0.0.1:{HOST_PORT} leads to port {found[0].port} of {SECOND}, but no "
+                    f"program listens there inside {SECOND}.")
+    inside_url = f"http://127.0.0.1:{found[0].port}/"
     try:
-        outside = netrun.http_get(f"http://127.0.0.1:{HOST_PORT}/")
-    except LabError as err:
-        return hint(str(err))
-    if outside != inside:
-        return hint(f"127.0.0.1:{HOST_PORT} answers, but not with the page {SECOND} serves.")
-    return passed(f"The notebook fetched {SECOND}'s page from 127.0.0.1:{HOST_PORT}: the proxy "
-                  f"(PID {found[0].pid}) listens on the host's loopback and connects inside {SECOND}.")
+        through = _per_request(f"http://127.0.0.1:{HOST_PORT}/", REQUESTS)
+        inside = run_function(_per_request, inside_url, REQUESTS, enter=servers[0],
+                              enter_namespaces=["net"])
+    except (OSError, LabError) as err:
+        return hint(f"A request did not get an answer ({err}): does the server answer every "
+                    "request, and is the published port still there?")
+    return passed(predictions.beside(
+        guess, f"{through * 1e3:.2f} ms per request through 127.0.0.1:{HOST_PORT}, "
+        f"{inside * 1e3:.2f} ms inside {SECOND} on its own loopback - {through / inside:.1f}x "
+        f"(median of {REQUESTS} each)") + " The proxy accepts every connection, opens a second one "
+        "inside and copies the bytes in user space: two connections per request. Docker's DNAT "
+        "rules exist so that most traffic skips docker-proxy.")
 
 
 def reset() -> list[str]:

@@ -2,18 +2,27 @@
 
 The host sees every process and file by its host ids; a user namespace's
 maps (/proc/PID/uid_map) tell what those ids are called inside. The learner
-works in /var/lib/labsupport/exercises/07/.
+works in /var/lib/labsupport/exercises/07/. Exercise 4 nests one user namespace in another
+in a throw-away child and shows what it saw beside the learner's prediction.
 """
 from __future__ import annotations
 
+import os
+import shutil
+
 from labsupport import ownership
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
 from labsupport.course.exercises.workdir import exercise_dir
+from labsupport.kernel import syscalls
 from labsupport.kernel.errors import LabError
 from labsupport.namespaces import user as userns
+from labsupport.process import run_function
 
 #: The host uid exercise 2 asks root inside to stand for.
 TARGET_UID = 200000
+#: The host uid the outer namespace of exercise 4 maps its root to.
+NESTED_UID = 300000
 
 
 def _boxes() -> list[tuple[int, int, list[userns.MapLine]]]:
@@ -92,6 +101,46 @@ def namespace_made_by_nobody() -> Verdict:
         return hint(f"PID {pid}'s user namespace was created by uid {owner}. The creator is whoever "
                     f"called unshare: be uid {userns.NOBODY} before the namespace is made.")
     return hint("The lab's processes in user namespaces ended while the check looked: check again.")
+
+
+def _nested(directory: str) -> dict[str, object]:
+    """Root of a user namespace (the runner mapped it) makes a user namespace of its own, maps
+    its own root 0 to 0, and writes a file: what it reads inside, and the file it made."""
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+    # Becoming root inside made this process undumpable: its /proc files belong to the host's
+    # root, which it cannot open for writing - until it says it may be dumped again.
+    syscalls.set_dumpable(True)
+    with open("/proc/self/uid_map", "w") as uid_map:
+        uid_map.write("0 0 1")
+    path = os.path.join(directory, "nested.txt")
+    with open(path, "w") as made:
+        made.write("made two user namespaces down\n")
+    return {"uid": os.getuid(), "uid_map": open("/proc/self/uid_map").read().split(),
+            "path": path}
+
+
+@exercise("07", 4, "Predict who owns a file made two user namespaces down, then look")
+def nested_owner() -> Verdict:
+    guess = predictions.required("07", 4, f"for the host uid that owns a file made by root of a "
+                                 f"user namespace nested inside one mapped 0 -> {NESTED_UID}, and "
+                                 "what the inner namespace's uid_map says inside")
+    if isinstance(guess, Verdict):
+        return guess
+    scratch = ownership.temp_dir("ex07")
+    try:
+        scratch.chmod(0o755)
+        os.chown(scratch, NESTED_UID, NESTED_UID)
+        idmap = f"0 {NESTED_UID} 1"
+        seen = run_function(_nested, str(scratch), namespaces=["user"], uid_map=idmap,
+                            gid_map=idmap, timeout=10)
+        owner = os.stat(seen["path"]).st_uid
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return passed(predictions.beside(
+        guess, f"inside, getuid() = {seen['uid']} and /proc/self/uid_map reads "
+        f"{' '.join(seen['uid_map'])}; on the host the file belongs to uid {owner}") + " Each map "
+        "is read against its parent: the inner 0 is the outer 0, which is the host's "
+        f"{NESTED_UID}. However deep the nesting, a uid the host never mapped cannot appear.")
 
 
 def reset() -> list[str]:

@@ -1,31 +1,30 @@
 """Notebook 08 (cgroups): checks that read the learner's groups from the kernel and test their effect.
 
-The learner makes lab groups by name (``ex1``, ``ex2``, ``ex3``). Each check
-finds the group in the real cgroup trees, reads its limit files, and where
-it can, proves the limit by its effect: forks inside a pids-limited group
-until the kernel refuses, opens device nodes from inside a device-limited
-one. The same checks hold on cgroup v1, v2 and hybrid hosts.
+The learner makes lab groups by name (``ex1``, ``ex1b``, ``ex2``, ``ex3``). Each check
+finds the group in the real cgroup trees, reads its files, and proves what they do by
+their effect: two burners share one core by the learner's weights, a parent moved into a
+group leaves its older child behind, a device-limited group cannot open /dev/null. The
+same checks hold on cgroup v1, v2 and hybrid hosts. Exercises 1 and 2 show the learner's
+prediction beside the measurement.
 """
 from __future__ import annotations
 
-import os
-import time
-
-import psutil
-
-from labsupport.cgroups import api, limits
+from labsupport.cgroups import api, workloads
 from labsupport.cgroups.experiments import try_open
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
 from labsupport.kernel.errors import LabError
+from labsupport.kernel.hoststate import processes
 
-#: The group each exercise looks for (tests point these at scratch names).
-GROUPS = {1: "ex1", 2: "ex2", 3: "ex3"}
+#: The group each exercise looks for (tests point these at scratch names); "1b" is exercise 1's
+#: second group.
+GROUPS: dict[int | str, str] = {1: "ex1", "1b": "ex1b", 2: "ex2", 3: "ex3"}
 
-MEMORY_LIMIT = 32 << 20
-PIDS_LIMIT = 10
+#: How long exercise 1's check burns the shared core.
+SPLIT_SECONDS = 2.0
 
 
-def _group(number: int) -> api.CGroup | Verdict:
+def _group(number: int | str) -> api.CGroup | Verdict:
     name = GROUPS[number]
     try:
         return api.open_group(name)
@@ -34,73 +33,80 @@ def _group(number: int) -> api.CGroup | Verdict:
                     f"<cgroup tree>/lab/{name}, and the lab's cgroups module makes one by name.")
 
 
-@exercise("08", 1, "A group with 32 MiB of memory and a process inside")
-def memory_group_with_a_process() -> Verdict:
-    group = _group(1)
-    if isinstance(group, Verdict):
-        return group
-    if "memory" not in group.homes:
-        return hint(f"The group {group.name!r} has no directory in the memory controller's tree: "
-                    "the memory limit lives there.")
-    limit = group.usage().memory_limit_bytes
-    if limit is None:
-        return hint(f"{group.name!r} has no memory limit yet: every group starts unlimited.")
-    if limit != MEMORY_LIMIT:
-        return hint(f"{group.name!r} is limited to {limits.human_size(limit)}, not 32 MiB. "
-                    "Sizes here are binary: M means MiB.")
-    alive = group.running()
-    if not alive:
-        return hint(f"{group.name!r} holds no running process. A process enters a group when its "
-                    "PID is written to cgroup.procs - and leaves it when it ends.")
-    names = ", ".join(f"{psutil.Process(p).name()} ({p})" for p in alive[:3])
-    return passed(f"{group.name!r} is capped at 32 MiB and holds {names}. Everything that process "
-                  "forks is charged to the same group - a container's limit covers all of it.")
+@exercise("08", 1, "Predict the split of one core between weights 1:4, then measure it")
+def weighted_split() -> Verdict:
+    guess = predictions.required("08", 1, "for the share of one busy core each group gets")
+    if isinstance(guess, Verdict):
+        return guess
+    light, heavy = _group(1), _group("1b")
+    for group in (light, heavy):
+        if isinstance(group, Verdict):
+            return group
+        if "cpu" not in group.homes:
+            return hint(f"The group {group.name!r} has no directory in the cpu controller's tree: "
+                        "a weight lives there.")
+    weights = {g.name: _cpu_weight(g) for g in (light, heavy)}
+    ratio = weights[heavy.name] / max(weights[light.name], 1)
+    if abs(ratio - 4) > 0.2:
+        return hint(f"The kernel's files give {heavy.name!r} {ratio:.2f} times the weight of "
+                    f"{light.name!r} ({weights[heavy.name]} vs {weights[light.name]}): the "
+                    "exercise asks for 4 times.")
+    got = _burn_side_by_side(light, heavy, SPLIT_SECONDS)
+    total = sum(got.values()) or 1e-9
+    share = got[heavy.name] / total
+    if min(got.values()) <= 0:
+        return hint(f"A burner got no CPU time at all in {SPLIT_SECONDS:.0f} s: does a group have a "
+                    "quota of (almost) nothing? Check again.")
+    return passed(predictions.beside(
+        guess, f"{heavy.name!r} got {share:.0%} and {light.name!r} {1 - share:.0%} of what the two "
+        f"got of core {workloads.quiet_core()} ({got[heavy.name] / max(got[light.name], 1e-9):.2f}x,"
+        f" {total / SPLIT_SECONDS:.0%} of the core in all), each burning flat out") + " A weight "
+        "only divides a core that is busy; alone, either group would get all of it.")
 
 
-def _fork_until_refused(attempts: int) -> tuple[int, str]:
-    """Inside the group: fork sleepers until the kernel says no; report how many got through."""
-    children = []
-    refused = ""
-    for _ in range(attempts):
-        try:
-            pid = os.fork()
-        except OSError as err:
-            refused = os.strerror(err.errno or 0)
-            break
-        if pid == 0:
-            time.sleep(5)
-            os._exit(0)
-        children.append(pid)
-    for pid in children:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    return len(children), refused
+def _cpu_weight(group: api.CGroup) -> int:
+    """The group's weight as the kernel holds it: v1's cpu.shares or v2's cpu.weight."""
+    for directory in group.directories:
+        for name in ("cpu.shares", "cpu.weight"):
+            if (directory / name).is_file():
+                return int((directory / name).read_text())
+    raise LabError(f"The group {group.name!r} has no weight file.")
 
 
-@exercise("08", 2, "A group in which a fork bomb stops at 10 processes")
-def pids_limited_group() -> Verdict:
+def _burn_side_by_side(first: api.CGroup, second: api.CGroup, seconds: float) -> dict[str, float]:
+    """A burner in each group, both pinned to one core; the CPU seconds each group got."""
+    core = workloads.quiet_core()
+    before = {g.name: g.usage().cpu_seconds or 0.0 for g in (first, second)}
+    burners = [g.start_function(workloads.burn_cpu, seconds, core) for g in (first, second)]
+    for child in burners:
+        child.wait(timeout=seconds + 10)
+    return {g.name: (g.usage().cpu_seconds or 0.0) - before[g.name] for g in (first, second)}
+
+
+@exercise("08", 2, "A parent in the group, its older child outside: predict, then show it")
+def old_child_stays() -> Verdict:
+    guess = predictions.required("08", 2, "for where a process's existing child is after the "
+                                 "process is moved into a group")
+    if isinstance(guess, Verdict):
+        return guess
     group = _group(2)
     if isinstance(group, Verdict):
         return group
-    if "pids" not in group.homes:
-        return hint(f"{group.name!r} has no directory in the pids controller's tree.")
-    if group.running():
-        return hint(f"Stop the processes in {group.name!r} first: the check forks inside it and "
-                    "counts how far it gets.")
-    forked, refused = group.run_function(_fork_until_refused, 3 * PIDS_LIMIT, timeout=30)
-    if not refused:
-        return hint(f"Inside {group.name!r} one process forked {forked} children and the kernel "
-                    "never said no: the group has no (or a very high) process maximum.")
-    total = forked + 1  # the forking process itself
-    if total > PIDS_LIMIT:
-        return hint(f"Inside {group.name!r} {total} processes ran at once before fork failed: "
-                    f"more than {PIDS_LIMIT}.")
-    if total < PIDS_LIMIT:
-        return hint(f"Fork failed already at {total} processes: the maximum is below "
-                    f"{PIDS_LIMIT} - or other processes in the group use up part of it.")
-    return passed(f"A process inside {group.name!r} forked {forked} children; the next fork "
-                  f"failed with '{refused}' - {total} processes, exactly the maximum. A fork bomb "
-                  "inside would hit the same wall, and the host would not notice.")
+    inside = set(group.running())
+    if not inside:
+        return hint(f"{group.name!r} holds no running process: move one in that already has a "
+                    "child of its own (a shell that started something in the background).")
+    table = processes()
+    for pid in sorted(inside):
+        children = [c for c, proc in table.items() if proc.ppid == pid]
+        outside = [c for c in children if c not in inside]
+        if outside:
+            return passed(predictions.beside(
+                guess, f"PID {pid} is in {group.name!r}, its child PID {outside[0]} is not - the "
+                f"child was forked before the move and stayed where it was") + " Writing a PID to "
+                "cgroup.procs moves one process; only what it forks afterwards starts in the group.")
+    return hint(f"Every process in {group.name!r} either has no child or has all its children in "
+                "the group. Start the parent and its child first, then move only the parent.")
 
 
 @exercise("08", 3, "A group that may not open /dev/null, but may open /dev/zero")
@@ -125,9 +131,21 @@ def device_denied_group() -> Verdict:
                   "list works the same way, as an allow-list.")
 
 
+def _children_left_outside() -> list[int]:
+    """Exercise 2's older children: lab processes whose parent is in the group, they not."""
+    try:
+        group = api.open_group(GROUPS[2])
+    except LabError:
+        return []
+    inside = set(group.processes())
+    return [pid for pid, proc in processes().items() if proc.ppid in inside and pid not in inside]
+
+
 def reset() -> list[str]:
     """What notebook 08's exercises leave besides the exercise directory, removed (``reset 08``)."""
+    from labsupport import ownership
     from labsupport.cgroups import experiments
 
+    done = [f"stopped PID {p}" for p in ownership.kill_processes(_children_left_outside())]
     rows = experiments.clean_up(names=list(GROUPS.values())).rows
-    return [f"{what}: {removed}" for what, removed in rows if removed != "none"]
+    return done + [f"{what}: {removed}" for what, removed in rows if removed != "none"]

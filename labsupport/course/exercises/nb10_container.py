@@ -1,17 +1,26 @@
-"""Notebook 10 (the full container): checks that look at the learner's running containers.
+"""Notebook 10 (the full container): predictions, then what the kernel does to a container.
 
-The learner names them ex10-*; the checks read state.json, the cgroup files on the host,
-and ask the published port and the containers themselves.
+The learner names the containers ex10-*; the checks read state.json and the cgroup files on
+the host (OOM kills, the CPU quota and the CPU time each process got), ask the containers
+themselves, and for the add_key question run the attack with each defense off. Each shows
+the learner's prediction beside the measurement.
 """
 from __future__ import annotations
 
-import urllib.request
+import os
+import time
 from typing import Any
 
 from labsupport import cgroups, container
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed, resets
-from labsupport.course.exercises.workdir import exercise_dir
 from labsupport.kernel.errors import LabError
+
+#: Exercise 1's container; exercise 2's, its CPU limit (cores) and how long the check measures.
+OOM_NAME = "ex10-oom"
+CPU_NAME = "ex10-cpu"
+CPU_LIMIT = 0.2
+CPU_SECONDS = 2.0
 
 
 def _running(name: str) -> dict[str, Any] | None:
@@ -22,82 +31,111 @@ def _running(name: str) -> dict[str, Any] | None:
     return current if current.get("status") == "running" else None
 
 
-@exercise("10", 1, "Your own page on a published port")
-def own_page() -> Verdict:
-    web = _running("ex10-web")
-    if web is None:
-        return hint("There is no running container named ex10-web. Start one from busybox with a web server.")
-    if not any(h == 8090 and p == 80 for _, h, p in web.get("publish", [])):
-        return hint("ex10-web does not publish port 80 on 127.0.0.1:8090. Which option of run does that?")
-    try:
-        page = urllib.request.urlopen("http://127.0.0.1:8090/", timeout=3).read().decode(errors="replace")
-    except OSError as err:
-        return hint(f"Nothing answered on 127.0.0.1:8090 ({err}). Is the server inside listening on port 80, "
-                    "and serving a directory that has an index.html?")
-    if "hello from ex10" not in page:
-        return hint("The page does not say 'hello from ex10'. The file lives inside the container: how do you "
-                    "run a command in there?")
-    return passed(f"127.0.0.1:8090 answered from inside ex10-web (PID {web['pid']} on the host).")
+def _group(current: dict[str, Any]) -> cgroups.CGroup:
+    return cgroups.open_group(current["cgroup"])
 
 
-def _limit(group: str, file: str) -> str | None:
-    for directory in cgroups.open_group(group).directories:
-        if (directory / file).exists():
-            return (directory / file).read_text().strip()
+@exercise("10", 1, "Predict what an OOM kill takes with it, then make a container survive one")
+def survives_oom() -> Verdict:
+    guess = predictions.required("10", 1, "for which process the kernel kills when a program in a "
+                                 "container asks for more memory than its limit - and whether the "
+                                 "container lives on")
+    if isinstance(guess, Verdict):
+        return guess
+    box = _running(OOM_NAME)
+    if box is None:
+        return hint(f"There is no running container named {OOM_NAME}: run one from busybox with a "
+                    "memory limit, in which a program asks for more than that limit.")
+    used = _group(box).usage()
+    if used.memory_limit_bytes is None:
+        return hint(f"{OOM_NAME} has no memory limit: its programs may use the host's whole memory.")
+    if not used.oom_kills:
+        return hint(f"{OOM_NAME}'s cgroup counts no OOM kill yet. Which busybox program can be made "
+                    f"to hold more than {used.memory_limit_bytes >> 20} MiB at once? (Its buffer "
+                    "size is an option.)")
+    first = container.exec_in(OOM_NAME, ["cat", "/proc/1/comm"]).stdout.strip()
+    return passed(predictions.beside(
+        guess, f"{OOM_NAME}'s cgroup (limit {used.memory_limit_bytes >> 20} MiB) counts "
+        f"{used.oom_kills} OOM kill(s), and its PID 1 ({first}) still runs") + " The OOM killer "
+        "picks the biggest process inside the group, not the container: only when PID 1 is the "
+        "one killed does the container end - `docker ps` would show Exited (137).")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process, from /proc/PID/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@exercise("10", 2, "Predict how a CPU limit is shared by two busy processes, then measure")
+def quota_is_per_container() -> Verdict:
+    guess = predictions.required("10", 2, "for the CPU each of two busy loops gets in a container "
+                                 f"limited to {CPU_LIMIT} of a core, and what they get together")
+    if isinstance(guess, Verdict):
+        return guess
+    box = _running(CPU_NAME)
+    if box is None:
+        return hint(f"There is no running container named {CPU_NAME}.")
+    group = _group(box)
+    quota = _cpu_quota(group)
+    if quota is None or abs(quota - CPU_LIMIT) > 0.01:
+        return hint(f"The host's cgroup files give {CPU_NAME} "
+                    f"{'no CPU quota' if quota is None else f'{quota:g} of a core'}, not {CPU_LIMIT}.")
+    pids = group.running()
+    before = {pid: _cpu_seconds(pid) for pid in pids}
+    total0, start = group.usage().cpu_seconds or 0.0, time.monotonic()
+    time.sleep(CPU_SECONDS)
+    span = time.monotonic() - start
+    total = ((group.usage().cpu_seconds or 0.0) - total0) / span
+    each = sorted(((_cpu_seconds(pid) - before[pid]) / span for pid in pids
+                   if os.path.exists(f"/proc/{pid}")), reverse=True)
+    busy = [share for share in each if share > 0.02]
+    if len(busy) < 2:
+        return hint(f"{len(busy)} process(es) in {CPU_NAME} used the CPU over {CPU_SECONDS:.0f} s: "
+                    "run two loops that never sleep, side by side, inside it.")
+    return passed(predictions.beside(
+        guess, f"the container got {total:.0%} of a core in all; its busiest two processes "
+        f"{busy[0]:.0%} and {busy[1]:.0%}") + " A limit belongs to the cgroup, so it covers "
+        "every process of the container together - as `docker run --cpus` does.")
+
+
+def _cpu_quota(group: cgroups.CGroup) -> float | None:
+    """The group's CPU quota in cores, read from v1's cfs files or v2's cpu.max (None: none)."""
+    for directory in group.directories:
+        if (directory / "cpu.cfs_quota_us").is_file():
+            quota = int((directory / "cpu.cfs_quota_us").read_text())
+            period = int((directory / "cpu.cfs_period_us").read_text())
+            return None if quota < 0 else quota / period
+        if (directory / "cpu.max").is_file():
+            quota_text, period_text = (directory / "cpu.max").read_text().split()
+            return None if quota_text == "max" else int(quota_text) / int(period_text)
     return None
-
-
-@exercise("10", 2, "A small container: 32 MiB and 10 processes")
-def small_container() -> Verdict:
-    small = _running("ex10-small")
-    if small is None:
-        return hint("There is no running container named ex10-small.")
-    memory = _limit(small["cgroup"], "memory.limit_in_bytes") or _limit(small["cgroup"], "memory.max")
-    pids = _limit(small["cgroup"], "pids.max")
-    if memory != str(32 * 1024 * 1024):
-        return hint(f"The host says ex10-small's memory limit is {memory}, not 32 MiB.")
-    if pids != "10":
-        return hint(f"The host says ex10-small may hold {pids} processes, not 10.")
-    return passed("ex10-small's cgroup holds 32 MiB and 10 processes, as the host's cgroup files show.")
-
-
-@exercise("10", 3, "Two containers that find each other by name")
-def by_name() -> Verdict:
-    web, db = _running("ex10-web"), _running("ex10-db")
-    if web is None or db is None:
-        return hint("Both ex10-web and ex10-db must be running.")
-    result = container.exec_in("ex10-web", ["ping", "-c", "1", "-W", "2", "ex10-db"])
-    if result.returncode != 0:
-        return hint("ping ex10-db from inside ex10-web did not get an answer. Which file inside maps names "
-                    "to addresses, and was ex10-db running when it was written?")
-    return passed(f"ex10-web reached ex10-db at {db.get('address')} by its name.")
 
 
 #: The defenses a learner may name for exercise 4, and the run options that turn each one off.
 SUSPECTS = {"seccomp": {"seccomp": False}, "capabilities": {"cap_add": ["ALL"]},
             "no_new_privs": {"no_new_privileges": False}, "devices": {"device_rules": ["a *:* rwm"]},
             "masks": {"mask_paths": False}}
-PREDICTION = "prediction.txt"
-
-
-@exercise("10", 4, "Predict which defense stops add_key, then let the kernel decide")
+@exercise("10", 3, "Predict which defense stops add_key, then let the kernel decide")
 def predicted_defense() -> Verdict:
-    answer = exercise_dir("10", create=False) / PREDICTION
-    if not answer.is_file():
-        return hint(f"Write your prediction, one word of {', '.join(SUSPECTS)}, into "
-                    f"{answer} - before you try anything.")
-    guess = answer.read_text().strip().lower()
-    if guess not in SUSPECTS:
-        return hint(f"Your prediction {guess!r} is not one of {', '.join(SUSPECTS)}.")
+    guess = predictions.required("10", 3, f"- one word of {', '.join(SUSPECTS)} - for the one "
+                                 "defense that stops add_key")
+    if isinstance(guess, Verdict):
+        return guess
+    named = [word for word in SUSPECTS if word in guess.latest.lower()]
+    if len(named) != 1:
+        return hint(f"Your prediction {guess.latest!r} should name exactly one of "
+                    f"{', '.join(SUSPECTS)}.")
     from labsupport.container import attacks  # builds the probe on first use
 
     stoppers = attacks.stopped_by("add_key", SUSPECTS)
-    if guess in stoppers:
-        return passed(f"You predicted {guess}. The kernel agrees: add_key was refused in a default "
-                      f"container and got through once only {guess} was off.")
-    return hint(f"You predicted {guess}, but with only {guess} off add_key was still refused. Does adding "
-                "a key need a capability, a device or a path - or is it a whole system call that "
-                "something must have taken away?")
+    if named[0] in stoppers:
+        first = "" if len(guess.answers) == 1 else f" (your first prediction was {guess.first!r})"
+        return passed(f"You predicted {named[0]}{first}. The kernel agrees: add_key was refused in "
+                      f"a default container and got through once only {named[0]} was off.")
+    return hint(f"You predicted {named[0]}, but with only {named[0]} off add_key was still refused. "
+                "Does adding a key need a capability, a device or a path - or is it a whole system "
+                "call that something must have taken away? Predict again.")
 
 
 def reset() -> list[str]:

@@ -1,37 +1,63 @@
 """Notebook 12 (hypervisors): checks that ask the machine itself, not the notebook.
 
-Exercise 1 compares the learner's answer with a real accelerator probe (a
-tiny guest run through /dev/kvm); exercise 2 looks for a QEMU the lab
-started with the microvm machine type and reads its memory from /proc;
-exercise 3 compares the learner's answer with the devices benchmark this
-machine kept (virtio vs emulated disk and NIC, measured in the guest).
+Exercise 1 watches the threads of the learner's idle QEMU (a type-2 hypervisor is a host
+process) beside their prediction of its cost; exercise 2 looks for a QEMU the lab started with the
+microvm machine type and reads its memory from /proc; exercise 3 puts the learner's
+predicted virtio gains beside the devices benchmark they ran afterwards and kept.
 """
 from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
 
 import psutil
 
 from labsupport import ownership
 from labsupport.bench import latest
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed
-from labsupport.course.exercises.workdir import exercise_dir
 from labsupport.namespaces import chroot
-from labsupport.vm.kvm import probe_accelerator
 
-ANSWER_FILE = "accelerator.txt"
-DEVICES_ANSWER_FILE = "devices.txt"
+#: How long exercise 1 watches the idle guest's QEMU.
+WATCH_SECONDS = 2.0
 
 
-@exercise("12", 1, "Which accelerator really runs guests here")
-def names_the_accelerator() -> Verdict:
-    path = exercise_dir("12") / ANSWER_FILE
-    if not path.is_file():
-        return hint(f"Write your answer (one word) into {path}.")
-    answer = path.read_text().strip().lower()
-    probe = probe_accelerator()
-    if answer == probe.accelerator:
-        return passed(f"Yes: {probe.accelerator.upper()} - {probe.reason}")
-    return hint("Not what the probe found. A /dev/kvm that exists is not yet a hypervisor that "
-                "runs a stock kernel: look at what the probe and the doctor's kvm row say.")
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of one process, by thread id."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a thread that just ended
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+@exercise("12", 1, "Predict what an idle guest costs the host, then watch its QEMU")
+def hypervisor_is_a_process() -> Verdict:
+    guess = predictions.required("12", 1, "for how many host threads an idle 2-vCPU guest's QEMU "
+                                 "runs, and how much of a host core they use while the guest "
+                                 "does nothing")
+    if isinstance(guess, Verdict):
+        return guess
+    held = held_microvms()
+    if not held:
+        return hint("No microVM of yours is running: start the 2-vCPU microVM exercise 2 asks for, "
+                    "let it reach its idle shell, then check.")
+    before, start = _thread_cpu(held[0]), time.monotonic()
+    time.sleep(WATCH_SECONDS)
+    after, span = _thread_cpu(held[0]), time.monotonic() - start
+    use = sorted(((after[t] - before.get(t, 0.0)) / span for t in after), reverse=True)
+    busiest = ", ".join(f"{u:.0%}" for u in use[:3])
+    return passed(predictions.beside(
+        guess, f"QEMU PID {held[0]} runs {len(after)} threads; over {WATCH_SECONDS:.0f} s they used "
+        f"{sum(use):.0%} of a core in all (the busiest: {busiest})") + " To the host kernel a "
+        "vCPU is one thread among QEMU's others, scheduled, limited and killed like any thread: "
+        "a type-2 hypervisor is a program. A guest that idles still ticks its clock and polls its "
+        "devices, and each tick costs the host.")
 
 
 def _lab_qemus() -> list[psutil.Process]:
@@ -81,28 +107,35 @@ def microvm_is_running() -> Verdict:
                 "look at the VMConfig fields.")
 
 
-@exercise("12", 3, "Where paravirtualization paid most here")
-def names_the_bigger_virtio_gain() -> Verdict:
+@exercise("12", 3, "Predict virtio's gains for the next run, then measure and keep it")
+def predicted_virtio_gains() -> Verdict:
     from labsupport.bench.devices import gains  # the VM code only when this check runs
 
+    guess = predictions.required("12", 3, "- two numbers, the disk's gain then the NIC's (xN of "
+                                 "virtio over the emulated device) - for your next devices run")
+    if isinstance(guess, Verdict):
+        return guess
+    numbers = guess.numbers()
+    if len(numbers) < 2:
+        return hint(f"Your prediction {guess.first!r} holds {len(numbers)} number(s): give two, the "
+                    "disk's gain first, then the NIC's (predict again).")
     result = latest.latest("devices")
     if result is None:
-        return hint("This machine keeps no devices benchmark yet: keep your measurement with "
-                    "latest.keep(...) from labsupport.bench, then check again.")
-    path = exercise_dir("12") / DEVICES_ANSWER_FILE
-    if not path.is_file():
-        return hint(f"Write your answer (disk or nic) into {path}.")
-    answer, measured = path.read_text().strip().lower(), gains(result)
+        return hint("This machine keeps no devices benchmark yet: run it now and keep the result "
+                    "with latest.keep(...) from labsupport.bench.")
+    started = datetime.fromisoformat(result.started).timestamp() if result.started else 0.0
+    late = predictions.made_before(guess, started, "The kept devices result")
+    if late:
+        return late
+    measured = gains(result)
     if set(measured) != {"disk", "nic"}:
         return hint("The kept devices result lacks the disk or the NIC: run the benchmark again.")
-    winner = max(measured, key=measured.__getitem__)
     accelerator = str(result.machine.get("accelerator", "?")).upper()
-    if answer == winner:
-        return passed(f"Yes: virtio gave the NIC x{measured['nic']:.2f} and the disk "
-                      f"x{measured['disk']:.2f} here ({accelerator}): the gap follows how many register "
-                      "accesses each unit of work costs the emulated device.")
-    return hint("Not what the kept result shows: compare the two (xN) ratios of virtio over the "
-                "emulated device, not the MiB/s themselves.")
+    rows = [f"{kind} x{measured[kind]:.2f} (you: x{said:g})"
+            for kind, said in zip(("disk", "nic"), numbers)]
+    return passed(predictions.beside(guess, f"virtio's gain on {accelerator}: {'; '.join(rows)}")
+                  + " Each gap follows how many register accesses one unit of work costs the "
+                  "emulated device - and, from run to run, how noisy a shared machine is.")
 
 
 def reset() -> list[str]:

@@ -3,14 +3,17 @@ containers they scaled out.
 
 Every check reads the real state: the kept benchmark result (its rounds, its
 date against the code's), the background VMs under /run/labsupport/vms and
-QEMU's memory in /proc, the running containers and their processes' PSS.
+QEMU's memory in /proc, the running containers and their processes' PSS. Exercise 4
+puts the learner's prediction of containers per VM beside the weighed figure.
 """
 from __future__ import annotations
 
 import re
+import statistics
 
 from labsupport.bench import instances, latest, suite
 from labsupport.bench.result import BenchResult
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed, resets
 from labsupport.course.exercises.workdir import exercise_dir
 from labsupport.kernel.errors import LabError
@@ -102,6 +105,32 @@ def scaled_out() -> Verdict:
                     f"microVM ({one_vm:.0f} MiB): are they idle busybox containers?")
     return passed(f"{len(cids)} containers, runtime shims included: {total:.0f} MiB PSS in all; "
                   f"one idle microVM: {one_vm:.0f} MiB ({memory.machine.get('accelerator', '?').upper()}).")
+
+
+@exercise("13", 4, "Predict how many containers weigh as much as one VM, then weigh them")
+def containers_per_vm() -> Verdict:
+    guess = predictions.required("13", 4, "for how many idle busybox containers, runtime shims "
+                                 "included, weigh as much (PSS) as one idle microVM")
+    if isinstance(guess, Verdict):
+        return guess
+    cids = scaled_containers()
+    if len(cids) < SCALE_COUNT:
+        return hint(f"Weigh the containers of exercise 3: at least {SCALE_COUNT} running containers "
+                    f"named {SCALE_PREFIX}* are needed, {len(cids)} run now.")
+    memory = latest.latest("memory")
+    vm_peer = "idle PSS / microVM (idle at its shell)"
+    if memory is None or vm_peer not in memory.samples:
+        return hint("No microVM memory figure is kept to compare with: run the memory benchmark "
+                    "(the notebook's Try it section does).")
+    each = statistics.median((own + shim).pss for own, shim in map(_memory, cids))
+    if each <= 0:
+        return hint(f"The {SCALE_PREFIX}* containers stopped while they were weighed: run them again.")
+    one_vm = memory.summary(vm_peer).median
+    return passed(predictions.beside(
+        guess, f"one idle container weighs {each:.1f} MiB PSS with its shim, one idle microVM "
+        f"{one_vm:.0f} MiB ({memory.machine.get('accelerator', '?').upper()}): about "
+        f"{one_vm / each:.0f} containers per VM") + " A VM carries a kernel, its page cache and "
+        "QEMU itself; a container carries only its own processes.")
 
 
 def _memory(cid: str) -> tuple[instances.Memory, instances.Memory]:

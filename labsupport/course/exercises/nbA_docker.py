@@ -3,18 +3,26 @@
 The learner writes a bundle - a config.json next to a rootfs - in
 /var/lib/labsupport/exercises/A/bundle. Each check runs it with runc for real
 (a lab-owned id, state directory and cgroup) and reads the answer from inside
-the container, so the check trusts the kernel, not the JSON.
+the container, so the check trusts the kernel, not the JSON. Exercise 3 times runc
+against the lab's own runner and shows the learner's prediction beside.
 """
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from pathlib import Path
+from typing import Callable
 
 from labsupport.container import runc
+from labsupport.course import predictions
 from labsupport.course.exercises import Verdict, exercise, hint, passed, workdir
+from labsupport.process import run_command
 
 HOSTNAME = "labbox"
 MEMORY_LIMIT = 32 << 20
+#: How many runs exercise 3 times each way.
+TIMES = 3
 
 
 def bundle() -> Path:
@@ -80,3 +88,37 @@ def no_capabilities() -> Verdict:
                     "sets; config.json lists each one.")
     return passed("CapEff inside is 0: root in this container may do nothing a capability guards - "
                   "`docker run --cap-drop ALL`.")
+
+
+def _seconds(start: Callable[[], object], times: int) -> float:
+    """Median wall time of ``start()`` over ``times`` runs."""
+    taken = []
+    for _ in range(times):
+        began = time.perf_counter()
+        start()
+        taken.append(time.perf_counter() - began)
+    return statistics.median(taken)
+
+
+@exercise("A", 3, "Predict what runc costs per container, then time it against the lab's runner")
+def runc_start_cost() -> Verdict:
+    guess = predictions.required("A", 3, "for how long runc takes to run `true` in your bundle's "
+                                 "container, start to removal, against the lab's own runner "
+                                 "making the same namespaces")
+    if isinstance(guess, Verdict):
+        return guess
+    problem = _bundle_problem()
+    if problem:
+        return problem
+    first = runc.run(bundle(), ["true"])
+    if not first.ok:
+        return hint(runc.why_it_failed(first))
+    root = bundle() / str(runc.lookup(runc.config(bundle()), "root.path"))
+    with_runc = _seconds(lambda: runc.run(bundle(), ["true"]), TIMES)
+    with_lab = _seconds(lambda: run_command(["true"], root=root, namespaces=["pid", "uts", "mnt", "ipc"],
+                                            pivot=True, mount_proc=True), TIMES)
+    return passed(predictions.beside(
+        guess, f"runc: {with_runc * 1e3:.0f} ms from `runc run` to `runc delete`; the lab's runner: "
+        f"{with_lab * 1e3:.0f} ms (median of {TIMES} each)") + " runc is a separate program that "
+        "parses config.json, re-executes itself to set up the container, writes every cgroup file "
+        "and keeps state on disk; the lab's runner forks a copy of a Python that is already running.")

@@ -16,8 +16,8 @@ EXERCISES_DIR = ownership.WORK_DIR / "exercises"
 
 
 def exercise_dir(notebook: str, create: bool = True) -> Path:
-    """The exercise directory of ``notebook`` ("01", or a lettered one: "B"); made on request, as
-    learners write into it."""
+    """The exercise directory of ``notebook`` ("01", or a lettered one with no number to pad:
+    "A", "B"); made on request, as learners write into it."""
     key = str(notebook)
     path = EXERCISES_DIR / (key.zfill(2) if key.isdigit() else key.upper())
     if create:
