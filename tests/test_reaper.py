@@ -101,3 +101,16 @@ def test_without_the_reaper_the_python_shim_does_it_all(monkeypatch: pytest.Monk
         assert container.wait(cid, 10) == 4
     finally:
         container.remove(cid, force=True)
+
+
+def test_the_shim_is_forked_once_and_collected_once_its_container_ends() -> None:
+    """The shim is this process's own child (one fork, not a daemon's two) until it ends;
+    wait collects it, so no zombie stays behind."""
+    cid = container.run("busybox", ["sh", "-c", "sleep 0.2"], network="none")
+    try:
+        shim_pid = container.state(cid)["shim_pid"]
+        assert _parent_of(shim_pid) == os.getpid()
+        assert container.wait(cid, 10) == 0
+        assert not Path(f"/proc/{shim_pid}").exists(), "the ended shim stayed a zombie"
+    finally:
+        container.remove(cid, force=True)

@@ -410,6 +410,7 @@ def wait(ref: str, timeout: float = 30) -> int | None:
                        "or wait longer.")
     timeline.note(directory / store.TIMELINE, "wait: the caller hears it ended")
     shim.unplug_if_ended(store.read_state(directory))
+    shim.collect_shims()
     return store.read_state(directory).get("exit_code")
 
 
@@ -434,6 +435,7 @@ def stop(ref: str, grace: float = 10) -> dict[str, Any]:
         if not _wait_exited(directory, 10):
             _stop_shim(store.read_state(directory))
     shim.unplug_if_ended(store.state(ref))
+    shim.collect_shims()
     return store.state(ref)
 
 
@@ -465,6 +467,7 @@ def remove(ref: str, force: bool = False) -> None:
         shim.unplug_if_ended(left)  # a reaper leaves the network to the lab's Python
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
+    shim.collect_shims()
 
 
 def start_phases(ref: str) -> list[timeline.Phase]:
@@ -515,6 +518,7 @@ def _clean(report: ownership.CleanReport) -> None:
     # First of all kinds: a container's shim undoes its own network, ports and cgroup.
     for name in clean_all():
         report.note("containers", name)
+    shim.collect_shims()
 
 
 ownership.register_kind("containers", 10, _clean)
