@@ -15,7 +15,6 @@ the plan takes their names and order from there.
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
