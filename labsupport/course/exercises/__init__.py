@@ -59,8 +59,7 @@ class Verdict:
 
     def __str__(self) -> str:
         first, *rest = self.lines()
-        indent = " " * (len(self.word) + 2)
-        return "\n".join([f"{self.word}: {first}"] + [indent + line for line in rest])
+        return "\n".join([f"{self.word}: {first}"] + [f"    {line}" for line in rest])
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else "#9a6700"

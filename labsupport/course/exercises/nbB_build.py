@@ -653,8 +653,8 @@ def _unprivileged(box: Run) -> Verdict:
     kept = ", ".join(hardening.capability_names(effective)) or "none"
     return passed(f"/proc/{box.pid}/status: CapEff {status['CapEff']} ({kept}), CapBnd "
                   f"{status['CapBnd']}, NoNewPrivs 1.",
-                  ko=f"/proc/{box.pid}/status: CapEff {status['CapEff']} ({kept}), CapBnd "
-                     f"{status['CapBnd']}, NoNewPrivs 1.")
+                  ko=f"/proc/{box.pid}/status에 CapEff {status['CapEff']} ({kept}), CapBnd "
+                     f"{status['CapBnd']}, NoNewPrivs 1이 기록되어 있습니다.")
 
 
 @exercise(NOTEBOOK, 6, "Level 6: dropped capabilities and no_new_privs")
