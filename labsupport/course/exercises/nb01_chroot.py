@@ -210,6 +210,18 @@ def chrooted_program_seen_from_host() -> Verdict:
                    "/proc/PID/root로 그 프로세스를 찾습니다.")
 
 
+#: Who tried the escape, in Korean, for the check's Korean message.
+_WHO_KO = {"root with its capabilities": "capability를 모두 가진 root",
+           "root without CAP_SYS_CHROOT": "CAP_SYS_CHROOT가 없는 root"}
+
+
+def _outcome_ko(outcome: str) -> str:
+    """One of ``_escape_with``'s answers, in Korean."""
+    if outcome.startswith("stopped: "):
+        return f"chroot()에서 멈춤({outcome.removeprefix('stopped: ').removesuffix(' at chroot()')})"
+    return "탈출: 호스트의 표식 파일을 읽음" if outcome.startswith("escaped") else "안에 머묾"
+
+
 def _escape_with(capabilities: int | None, marker: str) -> str:
     """Inside a chroot: keep only ``capabilities`` (None: leave them alone), then the classic
     escape."""
@@ -243,12 +255,13 @@ def escape_needs_a_capability() -> Verdict:
     finally:
         chroot.remove_scratch(marker.parent, jail)
     story = "; ".join(f"{who}: {what}" for who, what in seen.items())
+    story_ko = "; ".join(f"{_WHO_KO[who]}: {_outcome_ko(what)}" for who, what in seen.items())
     return passed(predictions.beside(guess, story) + " The escape is built of chroot() calls, and "
                   "chroot() asks for CAP_SYS_CHROOT: take that one bit away and the climb never "
                   "starts. Docker keeps the capability by default - pivot_root is what makes it "
                   "harmless there.",
                   ko=predictions.beside(
-                      guess, f"{story}", "ko")
+                      guess, story_ko, "ko")
                      + " 탈출은 chroot() 호출로 이루어지고, chroot()는 CAP_SYS_CHROOT를 "
                        "요구합니다: 그 비트 하나만 빼면 탈출은 시작조차 못 합니다. Docker는 "
                        "기본으로 이 capability를 남겨 두는데, 거기서 이 탈출을 무력하게 만드는 "

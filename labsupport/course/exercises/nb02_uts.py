@@ -143,6 +143,12 @@ def _through_proc_sys() -> dict[str, str]:
     return seen
 
 
+#: What the probe reports, in Korean, for the check's Korean message.
+_SEEN_KO = {"/proc/sys/kernel/hostname reads": "/proc/sys/kernel/hostname에서 읽은 값",
+            "after writing lab-written into it, the box's gethostname()":
+                "거기에 lab-written을 쓴 뒤 박스의 gethostname()"}
+
+
 @exercise("02", 4, "Predict what the host's /proc/sys/kernel/hostname is to a box, then try")
 def hostname_file_is_namespaced() -> Verdict:
     guess = predictions.required("02", 4, "for what a box reads in /proc/sys/kernel/hostname - "
@@ -161,12 +167,13 @@ def hostname_file_is_namespaced() -> Verdict:
                     ko="확인하는 동안 호스트 자신의 이름이 바뀌었습니다: 호스트의 이름을 원래대로 "
                        "돌려놓으세요.")
     story = "; ".join(f"{what}: {name}" for what, name in seen.items())
+    story_ko = "; ".join(f"{_SEEN_KO[what]}: {name}" for what, name in seen.items())
     return passed(predictions.beside(guess, f"{story}; the host is still {host}") + " The file "
                   "belongs to the host's /proc, yet the kernel answers for the UTS namespace of "
                   "the process that opens it: some /proc/sys files are per namespace, not per "
                   "mount.",
                   ko=predictions.beside(
-                      guess, f"{story}; 호스트는 여전히 {host}", "ko")
+                      guess, f"{story_ko}; 호스트는 여전히 {host}", "ko")
                      + " 이 파일은 호스트의 /proc에 있지만, 커널은 그 파일을 여는 프로세스의 UTS "
                        "네임스페이스 기준으로 답합니다: /proc/sys의 어떤 파일들은 마운트가 아니라 "
                        "네임스페이스마다 따로입니다.")

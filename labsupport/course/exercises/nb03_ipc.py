@@ -173,6 +173,12 @@ def _settings_below() -> dict[str, int]:
             "an IPC namespace it makes then starts with": int(os.read(read_end, 50))}
 
 
+#: What the probe reports, in Korean, for the check's Korean message.
+_SEEN_KO = {"a new IPC namespace starts with": "새 IPC 네임스페이스의 시작값",
+            "it sets its own to": "그 네임스페이스가 바꾼 자기 값",
+            "an IPC namespace it makes then starts with": "그 안에서 만든 IPC 네임스페이스의 시작값"}
+
+
 @exercise("03", 4, "Predict whether a new IPC namespace copies its parent's limits, then look")
 def limits_are_not_copied() -> Verdict:
     guess = predictions.required("03", 4, "for the message-queue limit (kernel.msgmnb) a new IPC "
@@ -189,12 +195,13 @@ def limits_are_not_copied() -> Verdict:
                     ko=f"확인하는 동안 호스트 자신의 {LIMIT} 값이 바뀌었습니다: {host}(으)로 되돌려 "
                        "놓으세요.")
     story = "; ".join(f"{what} {value}" for what, value in seen.items())
+    story_ko = "; ".join(f"{_SEEN_KO[what]} {value}" for what, value in seen.items())
     return passed(predictions.beside(guess, f"the host's msgmnb is {host}; {story}") + " Unlike "
                   "a UTS namespace, which starts as a copy of its parent's names, a new IPC "
                   "namespace starts from the kernel's defaults: a container's IPC limits are "
                   "whatever its runtime writes (runc's linux.sysctl), never the host's tuning.",
                   ko=predictions.beside(
-                      guess, f"호스트의 msgmnb는 {host}; {story}", "ko")
+                      guess, f"호스트의 msgmnb는 {host}; {story_ko}", "ko")
                      + " 부모의 이름을 복사해서 시작하는 UTS 네임스페이스와 달리, 새 IPC "
                        "네임스페이스는 커널 기본값에서 시작합니다: 컨테이너의 IPC 한도는 런타임이 "
                        "써 넣는 값(runc의 linux.sysctl)이고, 호스트에서 조정한 값이 아닙니다.")

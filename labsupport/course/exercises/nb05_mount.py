@@ -181,6 +181,19 @@ def _read_only_story(directory: str) -> dict[str, str]:
     return seen
 
 
+#: What the probe tried, and its answers, in Korean, for the check's Korean message.
+_SEEN_KO = {"write while read-only": "읽기 전용일 때 쓰기",
+            "root of a new user namespace remounts it writable":
+                "새 사용자 네임스페이스의 root가 쓰기 가능으로 remount",
+            "this namespace's root remounts it writable": "이 네임스페이스의 root가 쓰기 가능으로 remount",
+            "write afterwards": "그 뒤에 쓰기"}
+
+
+def _result_ko(result: str) -> str:
+    """An answer of ``_attempt`` in Korean: 'done' -> '성공', 'refused (...)' -> '거부 (...)'."""
+    return "성공" if result == "done" else result.replace("refused", "거부", 1)
+
+
 @exercise("05", 4, "Predict who can make a read-only mount writable again, then try")
 def read_only_is_not_locked() -> Verdict:
     guess = predictions.required("05", 4, "for whether root can make a read-only bind mount "
@@ -197,12 +210,13 @@ def read_only_is_not_locked() -> Verdict:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     story = "; ".join(f"{what}: {result}" for what, result in seen.items())
+    story_ko = "; ".join(f"{_SEEN_KO[what]}: {_result_ko(result)}" for what, result in seen.items())
     return passed(predictions.beside(guess, story) + " A read-only flag is no wall against "
                   "CAP_SYS_ADMIN in the mount's own user namespace: one remount undoes it. Only a "
                   "less privileged namespace finds it locked - which is why a runtime drops "
                   "CAP_SYS_ADMIN, or gives the container a user namespace of its own.",
                   ko=predictions.beside(
-                      guess, f"{story}", "ko")
+                      guess, story_ko, "ko")
                      + " 읽기 전용 플래그는 마운트가 속한 사용자 네임스페이스의 CAP_SYS_ADMIN "
                        "앞에서는 벽이 되지 못합니다: remount 한 번이면 풀립니다. 권한이 더 적은 "
                        "네임스페이스에서만 잠겨 있습니다 - 그래서 런타임은 CAP_SYS_ADMIN을 빼거나, "
