@@ -120,7 +120,7 @@ def required(notebook: str | int, number: int, about: str, ko: str = "") -> Pred
     if found is None:
         call = f'predict("{_notebook(notebook)}", {number}, "your answer in words")'
         return hint(f"Predict first: before you measure, record what you expect {about} - {call}.",
-                    ko=f"먼저 예측부터 하세요: 재 보기 전에 {ko}에 대한 예상을 기록합니다 - {call}.")
+                    ko=f"먼저 예측부터 하세요: 재 보기 전에 {ko}에 대한 예상을 기록하세요 - {call}.")
     return found
 
 

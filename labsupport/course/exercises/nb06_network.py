@@ -113,8 +113,8 @@ def through_a_router() -> Verdict:
                     "route on each side - there and back - and a router must be willing to pass "
                     "on what is not addressed to itself.",
                     ko=f"{LEFT}에서 {target.ip}로 ping이 가지 않습니다(가는 길: {way}). 패킷에는 "
-                       "양쪽 모두 - 갈 때와 올 때 - 경로가 필요하고, 라우터는 자기에게 온 것이 "
-                       "아닌 패킷을 넘겨줄 의지가 있어야 합니다.")
+                       "양쪽 모두 - 갈 때와 올 때 - 경로가 필요하고, 라우터는 자기 주소로 오지 "
+                       "않은 패킷도 기꺼이 넘겨줘야 합니다.")
     if not _forwarding(ROUTER):
         return hint(f"{LEFT} reaches {target.ip}, but {ROUTER} does not forward: is {RIGHT} "
                     f"cabled to {LEFT} some other way?",

@@ -102,9 +102,9 @@ def quota_is_per_container() -> Verdict:
     if quota is None or abs(quota - CPU_LIMIT) > 0.01:
         return hint(f"The host's cgroup files give {CPU_NAME} "
                     f"{'no CPU quota' if quota is None else f'{quota:g} of a core'}, not {CPU_LIMIT}.",
-                    ko=f"호스트의 cgroup 파일을 보면 {CPU_NAME}에게 "
-                       f"{'CPU 할당량이 없습니다' if quota is None else f'코어의 {quota:g}이(가) 주어져 있습니다'} "
-                       f"- {CPU_LIMIT}가 아닙니다.")
+                    ko=f"호스트의 cgroup 파일에 적힌 {CPU_NAME}의 CPU 할당량: "
+                       f"{'없음' if quota is None else f'코어의 {quota:g}'} - {CPU_LIMIT}이(가) "
+                       "아닙니다.")
     pids = group.running()
     before = {pid: _cpu_seconds(pid) for pid in pids}
     total0, start = group.usage().cpu_seconds or 0.0, time.monotonic()

@@ -71,10 +71,11 @@ def replicas_that_fit() -> Verdict:
         f"{int(free // each)} more would fit") + " Scaling out multiplies this per-copy cost; the "
         "image's files are shared, so a replica costs only what its processes write and allocate.",
                   ko=predictions.beside(
-                      guess, f"복제본 {len(web)}개가 각각 PSS {min(costs):.1f}-{max(costs):.1f} "
-                             f"MiB를 씁니다. 런타임 shim 포함(중앙값 {each:.1f}); 지금 쓸 수 있는 "
-                             f"{free:.0f} MiB라면 약 {int(free // each)}개가 더 들어갑니다", "ko")
-                     + " 스케일 아웃은 이 복제본당 비용을 곱으로 늘립니다. 이미지의 파일은 "
+                      guess, f"복제본 {len(web)}개가 런타임 shim을 포함해 각각 PSS "
+                             f"{min(costs):.1f}-{max(costs):.1f} MiB를 씁니다(중앙값 {each:.1f}); "
+                             f"지금 쓸 수 있는 {free:.0f} MiB라면 약 {int(free // each)}개가 더 "
+                             "들어갑니다", "ko")
+                     + " 스케일 아웃을 하면 이 복제본당 비용이 그대로 곱해집니다. 이미지의 파일은 "
                        "공유되므로, 복제본 하나의 비용은 그 프로세스들이 쓰고 할당하는 "
                        "만큼뿐입니다.")
 

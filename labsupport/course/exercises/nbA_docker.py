@@ -107,8 +107,8 @@ def no_capabilities() -> Verdict:
                        "다섯 가지 집합을 보았습니다. config.json에는 각각이 나열되어 있습니다.")
     return passed("CapEff inside is 0: root in this container may do nothing a capability guards - "
                   "`docker run --cap-drop ALL`.",
-                  ko="안의 CapEff는 0입니다: 이 컨테이너의 root는 capability가 지키는 일은 "
-                     "아무것도 할 수 없습니다 - `docker run --cap-drop ALL`.")
+                  ko="안의 CapEff는 0입니다: 이 컨테이너의 root는 capability로 보호되는 일을 "
+                     "하나도 할 수 없습니다 - `docker run --cap-drop ALL`.")
 
 
 def _seconds(start: Callable[[], object], times: int) -> float:

@@ -541,8 +541,8 @@ def _pivoted(box: Run) -> Verdict:
                     "namespace's root?",
                     ko="컨테이너는 새 루트를 /로 보지만, 마운트 네임스페이스의 루트는 여전히 "
                        "호스트의 것입니다(mountinfo에 /의 마운트가 없습니다): chroot는 프로세스 "
-                       "하나의 루트만 옮기고, chroot는 빠져나올 수 있습니다. 네임스페이스의 루트를 "
-                       "옮기는 호출은 무엇일까요?")
+                       "하나의 루트만 옮기고, chroot로 바꾼 루트는 빠져나올 수 있습니다. "
+                       "네임스페이스의 루트를 옮기는 호출은 무엇일까요?")
     host_root = next(m for m in hoststate.mounts() if m.mountpoint == "/")
     old = [m for m in table if (m.source, m.fstype, m.root) == (host_root.source, host_root.fstype, "/")]
     if old:
@@ -706,8 +706,8 @@ def _plugged(box: Run) -> Verdict:
                        f"아무것도 닿지 않습니다: 쌍의 다른 쪽 끝이 {BRIDGE}의 포트이고, 켜져 "
                        "있나요?")
     return passed(f"Inside, {link} has {address}; a namespace of the check's own on {BRIDGE} pinged it.",
-                  ko=f"안에서 {link}은(는) {address}를 가지고 있고, {BRIDGE}에 붙은 검사용 "
-                     "네임스페이스가 ping에 응답을 받았습니다.")
+                  ko=f"안에서 {link}은(는) {address}를 가지고 있고, 검사가 {BRIDGE}에 붙인 자기 "
+                     "네임스페이스에서 ping을 보내 응답을 받았습니다.")
 
 
 def _network_gone(box: Run) -> Verdict | None:
