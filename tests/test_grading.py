@@ -89,6 +89,7 @@ def test_fresh_lab_solved_then_reset(scratch_exercises: Path) -> None:
     failed = [f"{s.notebook}.{s.number}: {s.message}" for s in solved
               if not s.passed and (s.notebook, s.number) not in NOT_SCRIPTABLE]
     assert not failed, "\n".join(failed)
+    assert all(s.message_ko for s in fresh + solved), "every verdict carries its Korean too"
 
     # The host's side: the solutions really left boxes, mounts and namespaces behind.
     assert ownership.lab_processes() and namespaces.held()

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from labsupport.course.exercises import all_exercises, check, module_of, workdir
+from labsupport.course.exercises import all_exercises, check, in_language, module_of, workdir
 from labsupport.kernel import hoststate
 from labsupport.kernel.errors import LabError
 from labsupport.kernel.tables import Table
@@ -34,6 +34,11 @@ class Score:
     title: str
     passed: bool
     message: str
+    message_ko: str = ""
+
+    def lines(self) -> list[str]:
+        """The message in the language(s) ``LAB_LANG`` asks for, as the notebook shows it."""
+        return in_language(self.message, self.message_ko)
 
 
 def notebooks() -> list[str]:
@@ -55,9 +60,9 @@ def grade(notebook: str | None = None) -> list[Score]:
             for e in all_exercises() if wanted in (None, e.notebook)]
 
 
-def _verdict(notebook: str, number: int) -> tuple[bool, str]:
+def _verdict(notebook: str, number: int) -> tuple[bool, str, str]:
     verdict = check(notebook, number)
-    return verdict.passed, verdict.message
+    return verdict.passed, verdict.message, verdict.ko
 
 
 def total(scores: Sequence[Score]) -> str:
@@ -70,14 +75,15 @@ def render_text(scores: Sequence[Score], width: int = 100) -> str:
     lines = [f"{'nb':3} {'ex':3} {'result':8} title", "-" * width]
     for s in scores:
         lines.append(f"{s.notebook:3} {s.number:<3} {'passed' if s.passed else 'not yet':8} {s.title}")
-        lines += textwrap.wrap(s.message, width, initial_indent=" " * 16, subsequent_indent=" " * 16)
+        for line in s.lines():
+            lines += textwrap.wrap(line, width, initial_indent=" " * 16, subsequent_indent=" " * 16)
     lines += ["-" * width, total(scores)]
     return "\n".join(lines)
 
 
 def table(scores: Sequence[Score]) -> Table:
     """The score table for a notebook."""
-    rows = [(s.notebook, s.number, s.title, "passed" if s.passed else "not yet", s.message)
+    rows = [(s.notebook, s.number, s.title, "passed" if s.passed else "not yet", "\n".join(s.lines()))
             for s in scores]
     return Table(["notebook", "exercise", "title", "result", "message"], rows, total(scores))
 
@@ -94,9 +100,9 @@ def save_csv(scores: Sequence[Score], path: str | os.PathLike) -> Path:
     target = Path(path)
     with target.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(["notebook", "exercise", "title", "passed", "message"])
+        writer.writerow(["notebook", "exercise", "title", "passed", "message", "message_ko"])
         for s in scores:
-            writer.writerow([s.notebook, s.number, s.title, s.passed, s.message])
+            writer.writerow([s.notebook, s.number, s.title, s.passed, s.message, s.message_ko])
     return target
 
 

@@ -113,23 +113,33 @@ def recorded(notebook: str | int, number: int) -> Prediction | None:
     return Prediction(nb, number, tuple((float(t), str(a)) for t, a in answers))
 
 
-def required(notebook: str | int, number: int, about: str) -> Prediction | Verdict:
-    """The prediction, or the hint a check returns when none was made yet."""
+def required(notebook: str | int, number: int, about: str, ko: str = "") -> Prediction | Verdict:
+    """The prediction, or the hint a check returns when none was made yet (``ko``: ``about`` in
+    Korean, a noun phrase)."""
     found = recorded(notebook, number)
     if found is None:
-        return hint(f"Predict first: before you measure, record what you expect {about} - "
-                    f'predict("{_notebook(notebook)}", {number}, "your answer in words").')
+        call = f'predict("{_notebook(notebook)}", {number}, "your answer in words")'
+        return hint(f"Predict first: before you measure, record what you expect {about} - {call}.",
+                    ko=f"먼저 예측부터 하세요: 재 보기 전에 {ko}에 대한 예상을 기록하세요 - {call}.")
     return found
 
 
-def made_before(prediction: Prediction, moment: float, what: str) -> Verdict | None:
+def made_before(prediction: Prediction, moment: float, what: str, ko: str = "") -> Verdict | None:
     """A hint when the measurement (at ``moment``) is older than the prediction."""
     if moment < prediction.made_at:
         return hint(f"{what} was measured before you recorded your prediction: measure again now, "
-                    "so the prediction really came first.")
+                    "so the prediction really came first.",
+                    ko=f"{ko}은(는) 예측을 기록하기 전에 잰 것입니다. 예측이 정말 먼저가 되도록 "
+                    "지금 다시 재 보세요.")
     return None
 
 
-def beside(prediction: Prediction, measured: str) -> str:
-    """The measurement and the prediction, side by side, for a check's message."""
-    return f"Measured on this kernel: {measured}. You predicted: {prediction}."
+#: How a check's message sets the measurement beside the prediction, by language.
+_BESIDE = {"en": "Measured on this kernel: {measured}. You predicted: {prediction}.",
+           "ko": "이 커널에서 잰 결과: {measured}. 내가 한 예측: {prediction}."}
+
+
+def beside(prediction: Prediction, measured: str, lang: str = "en") -> str:
+    """The measurement and the prediction, side by side, for a check's message (``lang``:
+    ``en`` or ``ko``, the language ``measured`` is written in)."""
+    return _BESIDE[lang].format(measured=measured, prediction=prediction)

@@ -5,11 +5,18 @@ system - the root the learner built, the process they started - and answers
 "passed" or a hint that points at the idea, never at the solution. Checks are
 registered here by notebook and number, so the notebooks, the CLI and the
 teacher's grading all call the same functions.
+
+Every verdict speaks English and Korean. ``LAB_LANG`` picks what is shown:
+``ko`` puts the Korean first with the English beneath it, ``en`` shows English
+only, anything else (the default) shows the English with the Korean under it.
+The setting is read each time a verdict is shown, so a learner can switch
+languages in a running notebook.
 """
 from __future__ import annotations
 
 import html
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
@@ -18,28 +25,61 @@ from typing import Callable
 from labsupport.kernel.errors import LabError
 
 
+def language() -> str:
+    """``ko``, ``en`` or ``both``, from ``LAB_LANG`` (read now, not at import)."""
+    chosen = os.environ.get("LAB_LANG", "").strip().lower()
+    return chosen if chosen in ("ko", "en") else "both"
+
+
+def in_language(english: str, korean: str) -> list[str]:
+    """The message lines to show, in the order ``LAB_LANG`` asks for."""
+    if not korean or language() == "en":
+        return [english]
+    return [korean, english] if language() == "ko" else [english, korean]
+
+
+#: What a verdict is called, by language: (passed, not yet).
+_WORDS = {"en": ("passed", "not yet"), "ko": ("통과", "아직"), "both": ("passed", "not yet")}
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """The answer of one check."""
+    """The answer of one check, in English and (``ko``) in Korean."""
 
     passed: bool
     message: str
+    ko: str = ""
+
+    @property
+    def word(self) -> str:
+        return _WORDS[language()][0 if self.passed else 1]
+
+    def lines(self) -> list[str]:
+        return in_language(self.message, self.ko)
 
     def __str__(self) -> str:
-        return f"{'passed' if self.passed else 'not yet'}: {self.message}"
+        first, *rest = self.lines()
+        return "\n".join([f"{self.word}: {first}"] + [f"    {line}" for line in rest])
 
     def _repr_html_(self) -> str:
-        colour, word = ("#1a7f37", "Passed") if self.passed else ("#9a6700", "Not yet")
+        colour = "#1a7f37" if self.passed else "#9a6700"
+        first, *rest = (html.escape(line) for line in self.lines())
+        beneath = "".join(f'<div style="color:#57606a">{line}</div>' for line in rest)
         return (f'<div style="border-left:4px solid {colour};padding:4px 8px">'
-                f'<b style="color:{colour}">{word}</b> - {html.escape(self.message)}</div>')
+                f'<b style="color:{colour}">{self.word.capitalize()}</b> - {first}{beneath}</div>')
 
 
-def passed(message: str = "well done.") -> Verdict:
-    return Verdict(True, message)
+def passed(message: str = "well done.", ko: str = "잘 했습니다.") -> Verdict:
+    return Verdict(True, message, ko)
 
 
-def hint(message: str) -> Verdict:
-    return Verdict(False, message)
+def hint(message: str, ko: str = "") -> Verdict:
+    return Verdict(False, message, ko)
+
+
+def stopped(err: Exception) -> Verdict:
+    """A hint for a check the lab could not finish: the lab's errors are written in English."""
+    return hint(str(err), ko="확인이 중간에 멈췄습니다. 이유는 함께 나온 영어 메시지에 있습니다.")
 
 
 @dataclass(frozen=True)
@@ -80,7 +120,7 @@ def check(notebook: str, number: int) -> Verdict:
     try:
         return _REGISTRY[key].check()
     except LabError as err:
-        return hint(str(err))
+        return stopped(err)
 
 
 def module_of(notebook: str) -> ModuleType:
