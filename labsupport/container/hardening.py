@@ -19,6 +19,7 @@ from the lab's kernel gateway (labsupport.kernel.syscalls).
 from __future__ import annotations
 
 import os
+import select
 import stat
 import sys
 from dataclasses import dataclass
@@ -139,9 +140,9 @@ class Inside:
 
     spec: Spec
     argv: list[str]
-    log_fd: int = -1    # the container's log, for stdout and stderr (the first process only)
+    log_fd: int = -1    # the container's log, for stdout and stderr (-1: keep the stdio it has)
     ready_w: int = -1   # "ready" goes here ...
-    go_r: int = -1      # ... and the host's go-ahead comes from here
+    go_r: int = -1      # ... and the host's go-ahead comes from here (a pipe, or a start fifo)
 
 
 def _make_root_readonly(inside: Inside) -> None:
@@ -156,12 +157,16 @@ def _bring_up_lo(inside: Inside) -> None:
 def _wait_for_go(inside: Inside) -> None:
     """Say "ready" once the mounts are made, then wait while the host side (network, published
     ports) is set up - so the program never runs without its network."""
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(inside.log_fd, 1)
-    os.dup2(inside.log_fd, 2)
+    if inside.log_fd >= 0:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(inside.log_fd, 1)
+        os.dup2(inside.log_fd, 2)
     os.write(inside.ready_w, b"r")
     os.close(inside.ready_w)
+    # select, then read: a start fifo is opened without waiting for a writer, and a read on it
+    # would return "end of file" at once; select waits until `start` has written.
+    select.select([inside.go_r], [], [])
     if os.read(inside.go_r, 1) != b"g":
         os._exit(1)
     os.close(inside.go_r)

@@ -48,6 +48,7 @@ class Plan:
     spec: Spec
     network: str
     steps: tuple[Step, ...]
+    detached: bool = False   # the first process outlives its starter (``labsupport oci create``)
 
     def names(self, where: str | None = None) -> list[str]:
         return [s.name for s in self.steps if where is None or s.where == where]
@@ -138,26 +139,29 @@ def root_mounts(spec: Spec) -> list[process.RootMount]:
     return mounts
 
 
-def _request(spec: Spec) -> dict[str, Any]:
+def _request(spec: Spec, detached: bool) -> dict[str, Any]:
     """The child runner's request for this spec, but for the cgroup files (known once it exists)."""
     namespaces = set(spec.namespaces) - ({"pid"} if pid_namespace_from_host(spec) else set())
     return dict(namespaces=sorted(namespaces), root=spec.root, pivot="mnt" in namespaces,
+                outlive_parent=detached,
                 hostname=spec.hostname if "uts" in namespaces else None,
                 mount_proc="mnt" in namespaces, uid_map=spec.uid_map, gid_map=spec.gid_map,
                 propagation="slave" if "mnt" in namespaces else "private",
                 root_mounts=tuple(root_mounts(spec)))
 
 
-def isolation(spec: Spec, group_procs: Sequence[Path]) -> process.Isolation:
+def isolation(spec: Spec, group_procs: Sequence[Path], detached: bool = False,
+              stdio: tuple[int, int, int] | None = None) -> process.Isolation:
     """What the shim asks the child runner for. Where the shim made the PID namespace it moves
-    the child into the cgroup itself; otherwise the child joins it, first thing."""
+    the child into the cgroup itself; otherwise the child joins it, first thing. A detached
+    child (``labsupport oci``) outlives its starter and keeps the starter's ``stdio``."""
     procs = () if pid_namespace_from_host(spec) else tuple(group_procs)
-    return process.Isolation.make(cgroup_procs=procs, **_request(spec))
+    return process.Isolation.make(cgroup_procs=procs, stdio=stdio, **_request(spec, detached))
 
 
-def _before_pivot(spec: Spec) -> list[Step]:
+def _before_pivot(spec: Spec, detached: bool) -> list[Step]:
     """The child runner's steps for this spec, by its own list: drawn without touching the kernel."""
-    request = _request(spec)
+    request = _request(spec, detached)
     request["namespaces"] = frozenset(request["namespaces"])
     request["root"] = Path(spec.root)
     from_host = pid_namespace_from_host(spec)
@@ -165,14 +169,15 @@ def _before_pivot(spec: Spec) -> list[Step]:
     return [Step(name, BEFORE_PIVOT, *_ENTER_ASKED_BY[name]) for name in process.steps_for(model)]
 
 
-def plan(spec: Spec, network: str = "bridge", publish: bool = False) -> Plan:
-    """The ordered steps that make ``spec`` a running container: only those it asks for."""
+def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: bool = False) -> Plan:
+    """The ordered steps that make ``spec`` a running container: only those it asks for.
+    ``detached``: the container outlives the process that creates it, as under ``runc create``."""
     from_host = pid_namespace_from_host(spec)
     net = "net" in spec.namespaces
     names = ["create the cgroup and set its limits"]
     names += ["make a PID namespace for the next child"] if from_host else []
     names += ["fork the container's first process"]
-    steps = [_step(n) for n in names] + _before_pivot(spec)
+    steps = [_step(n) for n in names] + _before_pivot(spec, detached)
     after = (["mount /sys read-only"] if "user" not in spec.namespaces else []) + ["make a minimal /dev"]
     after += ["mount /dev/mqueue"] if "ipc" in spec.namespaces else []
     after += ["mask paths", "make paths read-only"]
@@ -195,7 +200,7 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False) -> Plan:
         identity += ["install the seccomp filter"] if spec.seccomp is not None else []
     identity += ["exec the program"]
     steps += [_step(n) for n in after + host + identity]
-    return Plan(spec, network, tuple(steps))
+    return Plan(spec, network, tuple(steps), detached)
 
 
 def every_step() -> list[Step]:

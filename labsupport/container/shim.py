@@ -179,6 +179,8 @@ class _Run:
     ready_r: int = -1
     go_w: int = -1
     exec_r: int = -1
+    stdio: tuple[int, int, int] | None = None  # labsupport oci: the caller's; None: /dev/null, the log
+    start_fifo: int = -1   # labsupport oci: the go-ahead comes through this fifo, from `start`
 
 
 def _create_cgroup(run: _Run) -> None:
@@ -197,11 +199,15 @@ def _make_pid_namespace(run: _Run) -> None:
 def _fork_first_process(run: _Run) -> None:
     """Fork the container; it takes the plan's steps up to "ready", then waits for the go-ahead."""
     spec, plan = run.spec, run.plan
-    log_fd = os.open(run.directory / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    log_fd = -1 if run.stdio else \
+        os.open(run.directory / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     run.ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    go_r, run.go_w = os.pipe2(os.O_CLOEXEC)
+    if run.start_fifo >= 0:
+        go_r = run.start_fifo
+    else:
+        go_r, run.go_w = os.pipe2(os.O_CLOEXEC)
     run.exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-    iso = plans.isolation(spec, run.group.procs_files)
+    iso = plans.isolation(spec, run.group.procs_files, plan.detached, run.stdio)
     if process.steps_for(iso) != plan.names(plans.BEFORE_PIVOT):
         raise LabError("The container's plan and the child runner disagree on the steps before "
                        "pivot_root: this is a bug in the lab.")
@@ -214,7 +220,8 @@ def _fork_first_process(run: _Run) -> None:
             os.close(run.own_pid_ns)
             run.own_pid_ns = -1
         for fd in [log_fd, ready_w, go_r, exec_w]:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
 
 def _move_into_cgroup(run: _Run) -> None:
@@ -280,6 +287,33 @@ def _init_pid(child: process.Child) -> int:
 def container_plan(state: dict[str, Any], spec: Spec) -> Plan:
     """The plan of the container a state.json describes."""
     return plans.plan(spec, state.get("network", "bridge"), publish=bool(state.get("publish")))
+
+
+def create_waiting(directory: Path, spec: Spec, stdio: tuple[int, int, int], start_fifo: int) -> Plan:
+    """``labsupport oci create``: the plan's host steps up to the go-ahead, and no shim.
+
+    The first process is left waiting, its namespaces and mounts made, on
+    ``start_fifo`` (a FIFO's read end): ``start`` writes the go-ahead into it. It
+    keeps the caller's ``stdio`` and outlives the caller, whose orphan it becomes
+    for the engine's subreaper (conmon) or init to reap - as runc's is.
+    """
+    run = _Run(directory, spec, plans.plan(spec, "none", detached=True), stdio=stdio,
+               start_fifo=start_fifo)
+    try:
+        for name in run.plan.names(plans.HOST):
+            if name == "give the go-ahead":
+                break
+            HOST_ACTIONS[name](run)
+    except BaseException:
+        if run.child is not None:
+            run.child.kill()
+            run.child.wait(5)
+        undo_host_side(store.read_state(directory))
+        raise
+    finally:
+        if run.exec_r >= 0:
+            os.close(run.exec_r)
+    return run.plan
 
 
 def supervise(directory: Path, report_w: int) -> int:

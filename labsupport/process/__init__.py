@@ -73,6 +73,11 @@ class Isolation:
     mount first: "private" (the default), "slave" (runc's default: the host's
     mounts still arrive, none go back) or "unchanged" (shared mounts stay
     shared with the host - only for showing why the other two exist).
+    ``outlive_parent`` lets the child live on once its starter exits, as a
+    runtime's container does after ``runc create`` returns: no death signal,
+    and the orphan goes to whoever reaps orphans (an engine's subreaper, or
+    init). ``stdio`` gives the child these three descriptors as its stdin,
+    stdout and stderr instead of /dev/null and pipes back to the parent.
     """
 
     namespaces: frozenset[str] = frozenset()
@@ -87,6 +92,8 @@ class Isolation:
     cgroup_procs: tuple[Path, ...] = ()
     propagation: str = "private"
     root_mounts: tuple["RootMount", ...] = ()
+    outlive_parent: bool = False
+    stdio: tuple[int, int, int] | None = None
 
     @classmethod
     def make(cls, namespaces: Sequence[str] = (), root: str | os.PathLike | None = None,
@@ -95,7 +102,9 @@ class Isolation:
              enter: int | str | os.PathLike | None = None,
              enter_namespaces: Sequence[str] | None = None,
              cgroup_procs: Sequence[str | os.PathLike] = (),
-             propagation: str = "private", root_mounts: Sequence["RootMount"] = ()) -> "Isolation":
+             propagation: str = "private", root_mounts: Sequence["RootMount"] = (),
+             outlive_parent: bool = False,
+             stdio: tuple[int, int, int] | None = None) -> "Isolation":
         """Check the request before anything is forked, so errors come early and plain."""
         names = frozenset(namespaces)
         syscalls.namespace_flags(names)  # refuses unknown names
@@ -134,7 +143,7 @@ class Isolation:
         if root_mounts and (new_root is None or "mnt" not in names):
             raise LabError("Mounts into a new root need the root and a mount namespace ('mnt').")
         return cls(names, joined, new_root, pivot, hostname, mount_proc, uid_map, gid_map, cwd,
-                   procs, propagation, tuple(root_mounts))
+                   procs, propagation, tuple(root_mounts), outlive_parent, stdio)
 
 
 def _namespaces_to_enter(target: int | str | os.PathLike,
@@ -295,7 +304,7 @@ _Action = Callable[[Isolation, _Pipes, int], None]
 #: request ask for it, what it does). ``_enter`` runs exactly this list; a container's plan
 #: (labsupport.container.plan) names its steps from it, so the two cannot disagree.
 ENTER_STEPS: tuple[tuple[str, Callable[[Isolation], bool], _Action], ...] = (
-    ("die with the parent", lambda iso: True,
+    ("die with the parent", lambda iso: not iso.outlive_parent,
      lambda iso, pipes, parent: _die_with_parent(parent)),
     ("join the cgroups", lambda iso: bool(iso.cgroup_procs),
      lambda iso, pipes, parent: _join_cgroups(iso.cgroup_procs)),
@@ -476,13 +485,17 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
     try:
         os.setpgid(0, 0)
         is_command = not callable(target)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)  # never the caller's terminal: a container could read from it
-        os.close(null)
-        os.dup2(pipes.out_w, 1)
-        os.dup2(pipes.err_w, 2)
+        if iso.stdio is not None:
+            for number, fd in enumerate(iso.stdio):
+                os.dup2(fd, number)
+        else:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)  # never the caller's terminal: a container could read from it
+            os.close(null)
+            os.dup2(pipes.out_w, 1)
+            os.dup2(pipes.err_w, 2)
         keep = {0, 1, 2, pipes.sync_w, pipes.go_r, pipes.result_w}
-        if not is_command:
+        if not is_command and iso.stdio is None:
             # ipykernel's sys.stdout talks to the kernel's sockets; give the
             # child plain pipes, and the parent prints what came through.
             sys.stdout = io.TextIOWrapper(os.fdopen(_dup_cloexec(pipes.out_w), "wb"), line_buffering=True)
