@@ -177,9 +177,31 @@ def _set_user(inside: Inside) -> None:
     spec = inside.spec
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1, what="prctl(PR_SET_KEEPCAPS)")
     if "user" not in spec.namespaces:  # in one, setgroups is switched off before the maps are written
-        os.setgroups([])
+        os.setgroups(list(spec.additional_gids))
+    elif spec.additional_gids:
+        raise LabError("process.user.additionalGids cannot be set in a user namespace whose "
+                       "setgroups is denied: remove them.")
+    if spec.umask is not None:
+        os.umask(spec.umask)
     os.setresgid(spec.gid, spec.gid, spec.gid)
     os.setresuid(spec.uid, spec.uid, spec.uid)
+
+
+def _set_sysctls(spec: Spec) -> None:
+    # Written through the container's own /proc: the keys the spec parser lets through belong
+    # to the container's IPC, network or UTS namespace, so the host's values stay as they were.
+    for key, value in spec.sysctl.items():
+        Path("/proc/sys", *key.split(".")).write_text(value)
+
+
+def _set_rlimits(spec: Spec) -> None:
+    import resource
+    for kind, soft, hard in spec.rlimits:
+        try:
+            resource.setrlimit(getattr(resource, kind), (soft, hard))
+        except (ValueError, OSError) as err:
+            raise LabError(f"process.rlimits {kind} {soft}:{hard} cannot be set here ({err}; "
+                           "fs.nr_open caps RLIMIT_NOFILE): ask for less.") from None
 
 
 def _exec(inside: Inside) -> None:
@@ -200,11 +222,15 @@ ACTIONS: dict[str, Callable[[Inside], None]] = {
     "mount /sys read-only": lambda inside: _mount_sys(),
     "make a minimal /dev": lambda inside: _minimal_dev(inside.spec),
     "mount /dev/mqueue": lambda inside: _mount_mqueue(),
+    "set the sysctls": lambda inside: _set_sysctls(inside.spec),
     "mask paths": lambda inside: _mask(inside.spec.masked_paths),
     "make paths read-only": lambda inside: _make_readonly(inside.spec.readonly_paths),
     "make the root read-only": _make_root_readonly,
     "bring up lo": _bring_up_lo,
     "say ready, wait for the host's go-ahead": _wait_for_go,
+    "set the resource limits": lambda inside: _set_rlimits(inside.spec),
+    "set the OOM score": lambda inside: Path("/proc/self/oom_score_adj").write_text(
+        str(inside.spec.oom_score_adj)),
     "set the user and groups": _set_user,
     "drop capabilities": lambda inside: drop_capabilities(capability_mask(inside.spec.capabilities)),
     "set no_new_privs": lambda inside: syscalls.set_no_new_privs(),
@@ -213,7 +239,7 @@ ACTIONS: dict[str, Callable[[Inside], None]] = {
 }
 
 #: The steps after the go-ahead: who the process is, then exec. ``docker exec`` takes these too.
-IDENTITY = ("set the user and groups", "drop capabilities", "set no_new_privs",
+IDENTITY = ("set the resource limits", "set the OOM score", "set the user and groups", "drop capabilities", "set no_new_privs",
             "install the seccomp filter", "exec the program")
 
 

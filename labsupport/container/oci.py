@@ -176,7 +176,7 @@ def _make_freezer(directory: Path, pid: int) -> None:
         return
     parent = hierarchy / ownership.PREFIX
     made_parent = not parent.exists()
-    group = parent / f"lab{directory.name}"
+    group = parent / shim.cgroup_name(directory.name)
     group.mkdir(parents=True, exist_ok=True)
     (group / "cgroup.procs").write_text(str(pid))
     store.write_state(directory, freezer=str(group), freezer_parent_made=made_parent)

@@ -96,6 +96,7 @@ _FIELDS = {
     "mount /sys read-only": (AFTER_PIVOT, "mounts", "always", "10"),
     "make a minimal /dev": (AFTER_PIVOT, "mounts", "--device adds more", "08, 10"),
     "mount /dev/mqueue": (AFTER_PIVOT, "mounts", "always (--ipc=host shares the host's)", "03"),
+    "set the sysctls": (AFTER_PIVOT, "linux.sysctl", "--sysctl", "03, 06"),
     "mask paths": (AFTER_PIVOT, "linux.maskedPaths", "--security-opt systempaths=unconfined lifts it", "10"),
     "make paths read-only": (AFTER_PIVOT, "linux.readonlyPaths", "the same flag", "10"),
     "make the root read-only": (AFTER_PIVOT, "root.readonly", "--read-only", "10"),
@@ -108,6 +109,8 @@ _FIELDS = {
     "publish ports on the host": (HOST, ENGINE, "-p 127.0.0.1:8080:80 (docker-proxy)", "06"),
     "give the go-ahead": (HOST, "", "(runc start)", "10"),
     # the first process: its identity, then exec (hardening again)
+    "set the resource limits": (AFTER_PIVOT, "process.rlimits", "--ulimit", "08"),
+    "set the OOM score": (AFTER_PIVOT, "process.oomScoreAdj", "--oom-score-adj", "08"),
     "set the user and groups": (AFTER_PIVOT, "process.user", "--user", "07"),
     "drop capabilities": (AFTER_PIVOT, "process.capabilities", "--cap-drop / --cap-add", "07, 10"),
     "set no_new_privs": (AFTER_PIVOT, "process.noNewPrivileges", "--security-opt no-new-privileges", "10"),
@@ -180,6 +183,7 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: b
     steps = [_step(n) for n in names] + _before_pivot(spec, detached)
     after = (["mount /sys read-only"] if "user" not in spec.namespaces else []) + ["make a minimal /dev"]
     after += ["mount /dev/mqueue"] if "ipc" in spec.namespaces else []
+    after += ["set the sysctls"] if spec.sysctl else []
     after += ["mask paths", "make paths read-only"]
     after += ["make the root read-only"] if spec.root_readonly else []
     after += ["bring up lo"] if net else []
@@ -189,7 +193,9 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: b
     host += ["plug into the lab bridge, with an address and /etc/hosts"] if net and network == "bridge" else []
     host += ["publish ports on the host"] if net and network == "bridge" and publish else []
     host += ["give the go-ahead"]
-    identity = ["set the user and groups"]
+    identity = ["set the resource limits"] if spec.rlimits else []
+    identity += ["set the OOM score"] if spec.oom_score_adj is not None else []
+    identity += ["set the user and groups"]
     if spec.seccomp is not None and not spec.no_new_privileges:
         # Without no_new_privs the kernel takes a filter only from a holder of CAP_SYS_ADMIN:
         # install it while the capabilities are still there (runc does the same).

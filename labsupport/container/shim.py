@@ -34,12 +34,17 @@ BRIDGE = "labctr0"
 SUBNET = ipaddress.ip_network("10.89.0.0/24")
 
 
+def cgroup_name(container_id: str) -> str:
+    """lab<id>, cut to the 64 characters a lab group's name may have (an engine's ids are 64 long)."""
+    return f"lab{container_id}"[:64]
+
+
 def _cgroup(container_id: str, spec: Spec) -> Any:
     """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2)."""
     res = spec.resources
     wanted = {"memory": res.memory, "cpu": res.cpu_quota or res.cpu_shares, "pids": res.pids,
               "io": res.io, "devices": True}
-    group = cgroups.create(f"lab{container_id}", [c for c, v in wanted.items() if v])
+    group = cgroups.create(cgroup_name(container_id), [c for c, v in wanted.items() if v])
     group.set_device_policy(res.devices)
     if res.memory is not None:
         group.limit_memory(res.memory)

@@ -32,11 +32,18 @@ from labsupport.kernel.errors import LabError
 NAMESPACES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt",
               "user": "user", "cgroup": "cgroup"}
 
-_KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations"}
+_KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations", "hooks"}
 _KNOWN_PROCESS = {"args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "terminal",
-                  "rlimits", "consoleSize"}
+                  "rlimits", "consoleSize", "oomScoreAdj"}
 _KNOWN_LINUX = {"namespaces", "resources", "maskedPaths", "readonlyPaths", "uidMappings",
-                "gidMappings", "cgroupsPath", "seccomp"}
+                "gidMappings", "cgroupsPath", "seccomp", "sysctl"}
+#: The hooks the lab runs (labsupport.container.oci), each by the verb the spec gives it to.
+HOOKS = ("prestart", "createRuntime", "poststart", "poststop")
+#: The sysctl prefixes that belong to a container's own namespaces (IPC, network, UTS): any
+#: other key would change the whole host, so it is refused, as runc refuses it.
+NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                      "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+                      "fs.mqueue.", "net.", "kernel.domainname", "kernel.hostname")
 _KNOWN_RESOURCES = {"memory", "cpu", "pids", "blockIO", "devices"}
 
 #: Docker's default capability set, which the lab's `run` gives an image's container. (A bundle
@@ -107,6 +114,13 @@ class Spec:
     uid_map: str | None = None
     gid_map: str | None = None
     seccomp: seccomp_profiles.Profile | None = None
+    additional_gids: tuple[int, ...] = ()
+    umask: int | None = None
+    #: (RLIMIT_NAME, soft, hard), set before exec.
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    oom_score_adj: int | None = None
+    sysctl: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The config.json this spec stands for (written into the container's state dir)."""
@@ -138,7 +152,7 @@ class Spec:
                 linux[key] = [{"containerID": inside, "hostID": outside, "size": size}]
         out: dict[str, Any] = {
             "ociVersion": "1.0.2",
-            "process": {"terminal": False, "user": {"uid": self.uid, "gid": self.gid},
+            "process": {"terminal": False, "user": self._user_json(),
                         "args": self.args, "env": self.env, "cwd": self.cwd,
                         "capabilities": {k: list(self.capabilities) for k in
                                          ("bounding", "effective", "permitted")},
@@ -147,11 +161,29 @@ class Spec:
             "mounts": [{"destination": m.destination, "type": m.type, "source": m.source,
                         "options": m.options} for m in self.mounts],
             "linux": linux}
+        if self.rlimits:
+            out["process"]["rlimits"] = [{"type": t, "soft": soft, "hard": hard}
+                                         for t, soft, hard in self.rlimits]
+        if self.oom_score_adj is not None:
+            out["process"]["oomScoreAdj"] = self.oom_score_adj
+        if self.sysctl:
+            linux["sysctl"] = dict(self.sysctl)
+        if self.hooks:
+            out["hooks"] = self.hooks
         if self.hostname:
             out["hostname"] = self.hostname
         if self.seccomp is not None and self.seccomp.no_new_namespaces:
             out["annotations"] = {seccomp_profiles.NO_NEW_NAMESPACES: "true"}
         return out
+
+
+    def _user_json(self) -> dict[str, Any]:
+        user: dict[str, Any] = {"uid": self.uid, "gid": self.gid}
+        if self.additional_gids:
+            user["additionalGids"] = list(self.additional_gids)
+        if self.umask is not None:
+            user["umask"] = self.umask
+        return user
 
 
 def accepts(field: str) -> bool:
@@ -263,6 +295,50 @@ def _throttles(block: dict[str, Any]) -> dict[str, tuple[int | None, int | None]
     return {device: (rates[0], rates[1]) for device, rates in io.items()}
 
 
+def _rlimits(entries: Any) -> tuple[tuple[str, int, int], ...]:
+    import resource
+    where = "process.rlimits"
+    found = []
+    for entry in _type(entries, list, where, "a list"):
+        _type(entry, dict, where, "a list of objects")
+        kind = _type(entry.get("type"), str, f"{where}[].type", "a name such as RLIMIT_NOFILE")
+        if not kind.startswith("RLIMIT_") or not hasattr(resource, kind):
+            raise LabError(f"config.json {where} names {kind!r}, which is no resource limit: "
+                           "use names such as RLIMIT_NOFILE (getrlimit(2) lists them).")
+        soft, hard = (_type(entry.get(k), int, f"{where}[{kind}].{k}", "a whole number")
+                      for k in ("soft", "hard"))
+        if soft > hard:
+            raise LabError(f"config.json {where} {kind} has soft {soft} above hard {hard}.")
+        found.append((kind, soft, hard))
+    return tuple(found)
+
+
+def _sysctl(data: Any) -> dict[str, str]:
+    _type(data, dict, "linux.sysctl", "an object")
+    for key, value in data.items():
+        _type(value, str, f"linux.sysctl.{key}", "a string")
+        if not key.startswith(NAMESPACED_SYSCTLS) or "/" in key or ".." in key:
+            raise LabError(f"config.json linux.sysctl.{key} would change the whole host, not only "
+                           "the container (it belongs to no namespace of it): remove it.")
+    return dict(data)
+
+
+def _hooks(data: Any) -> dict[str, list[dict[str, Any]]]:
+    _type(data, dict, "hooks", "an object")
+    hooks = {}
+    for kind, entries in data.items():
+        if kind not in HOOKS:
+            raise LabError(f"config.json asks for {kind} hooks, which this lab runtime does not "
+                           f"run (it runs {', '.join(HOOKS)}): remove them or run under runc.")
+        for entry in _type(entries, list, f"hooks.{kind}", "a list"):
+            _type(entry, dict, f"hooks.{kind}", "a list of objects")
+            path = _type(entry.get("path"), str, f"hooks.{kind}[].path", "a path")
+            if not os.path.isabs(path):
+                raise LabError(f"config.json hooks.{kind} path {path!r} must be absolute.")
+        hooks[kind] = list(entries)
+    return hooks
+
+
 def _id_map(entries: Any, where: str) -> str | None:
     if not entries:
         return None
@@ -312,9 +388,20 @@ def parse(data: Any) -> Spec:
     if not args or not all(isinstance(a, str) for a in args):
         raise LabError("config.json field process.args must be a non-empty list of strings.")
     user = _type(proc.get("user", {}), dict, "process.user", "an object")
-    if user.get("additionalGids") or user.get("umask") is not None:
-        unsupported.append("process.user.additionalGids/umask")
+    unsupported += [f"process.user.{k}" for k in user if k not in ("uid", "gid", "additionalGids", "umask")]
     spec = Spec(args=list(args))
+    spec.additional_gids = tuple(_type(g, int, "process.user.additionalGids", "a list of whole numbers")
+                                 for g in _type(user.get("additionalGids", []), list,
+                                                "process.user.additionalGids", "a list"))
+    if user.get("umask") is not None:
+        spec.umask = _type(user["umask"], int, "process.user.umask", "a whole number")
+    spec.rlimits = _rlimits(proc.get("rlimits", []))
+    if proc.get("oomScoreAdj") is not None:
+        spec.oom_score_adj = _type(proc["oomScoreAdj"], int, "process.oomScoreAdj", "a whole number")
+        if not -1000 <= spec.oom_score_adj <= 1000:
+            raise LabError(f"config.json process.oomScoreAdj is {spec.oom_score_adj}: "
+                           "it must be between -1000 and 1000.")
+    spec.hooks = _hooks(data.get("hooks", {}))
     spec.env = list(_type(proc.get("env", spec.env), list, "process.env", "a list"))
     spec.cwd = _type(proc.get("cwd", "/"), str, "process.cwd", "a string")
     spec.uid = _type(user.get("uid", 0), int, "process.user.uid", "a whole number")
@@ -334,6 +421,7 @@ def parse(data: Any) -> Spec:
     if "namespaces" in linux:
         spec.namespaces = _namespaces(linux["namespaces"], unsupported)
     spec.resources = _resources(linux.get("resources", {}), unsupported)
+    spec.sysctl = _sysctl(linux.get("sysctl", {}))
     for key, attr in (("maskedPaths", "masked_paths"), ("readonlyPaths", "readonly_paths")):
         if key in linux:
             paths = _type(linux[key], list, f"linux.{key}", "a list")

@@ -525,6 +525,9 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
         try:
             err.__traceback__ = None
             _send(pipes.result_w, ("error", err))
+        except BrokenPipeError:
+            # The starter is gone (it left us to run on, as `oci create` does): say it here.
+            os.write(2, f"{err}\n".encode(errors="replace"))
         except BaseException:
             traceback.print_exc()
         code = 127 if isinstance(err, LabError) else 1
