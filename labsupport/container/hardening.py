@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 from labsupport import ownership
 from labsupport.container import seccomp
+from labsupport.container import spec as specs
 from labsupport.container.spec import Spec
 from labsupport.kernel import syscalls
 from labsupport.kernel.errors import LabError
@@ -78,11 +79,74 @@ def drop_capabilities(keep: int) -> None:
     syscalls.capset(keep, keep, 0)
 
 
-def _mount_sys() -> None:
+#: What each system mount gets when the bundle does not say (runc's own defaults).
+DEFAULT_OPTIONS = {
+    "/proc": ["nosuid", "nodev", "noexec"],
+    "/sys": ["nosuid", "nodev", "noexec", "ro"],
+    "/dev": ["nosuid", "mode=755", "size=65536k"],
+    "/dev/pts": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=620"],
+    "/dev/shm": ["nosuid", "nodev", "noexec", "mode=1777", "size=65536k"],
+    "/dev/mqueue": ["nosuid", "nodev", "noexec"],
+}
+_NO_DEVICES = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+
+
+def _mount_system(spec: Spec, destination: str, kind: str, source: str) -> None:
+    """Mount one of the kernel's file systems at ``destination`` with the bundle's options."""
+    given = spec.system_mounts.get(destination)
+    flags, data = specs.mount_flags(given.options if given else DEFAULT_OPTIONS[destination])
+    os.makedirs(destination, exist_ok=True)
+    syscalls.mount(given.source if given else source, destination, kind, flags, data or None)
+
+
+def _mount_sys(spec: Spec) -> None:
     # A sysfs is mounted for the container's own network namespace; read-only as runc does.
-    Path("/sys").mkdir(exist_ok=True)
-    syscalls.mount("sysfs", "/sys", "sysfs", syscalls.MS_RDONLY | syscalls.MS_NOSUID
-                   | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    _mount_system(spec, "/sys", "sysfs", "sysfs")
+
+
+def _proc_as_given(spec: Spec) -> None:
+    """/proc was mounted before pivot_root with the lab's options: now with the bundle's."""
+    flags, data = specs.mount_flags(spec.system_mounts["/proc"].options)
+    syscalls.mount(None, "/proc", None, syscalls.MS_REMOUNT | flags, data or None)
+
+
+def _mount_cgroups(spec: Spec) -> None:
+    """/sys/fs/cgroup as runc makes it: on cgroup v1, a tmpfs with one directory per hierarchy,
+    each showing the container's own group (read-only if asked); on v2, one cgroup2 mount.
+
+    Without a cgroup namespace a fresh mount shows the host's whole tree, so it is
+    mounted aside first and only the container's own group is bound into place.
+    """
+    given = spec.system_mounts["/sys/fs/cgroup"]
+    read_only = "ro" in given.options
+    own_namespace = "cgroup" in spec.namespaces
+    groups = [line.split(":", 2) for line in Path("/proc/self/cgroup").read_text().splitlines()]
+    v1 = [(controllers, path) for number, controllers, path in groups if number != "0" and controllers]
+    if not v1:
+        _mount_cgroup("/sys/fs/cgroup", "cgroup2", None, groups[0][2], own_namespace, read_only)
+        return
+    syscalls.mount("tmpfs", "/sys/fs/cgroup", "tmpfs", _NO_DEVICES, "mode=755")
+    for controllers, path in v1:
+        target = f"/sys/fs/cgroup/{controllers.removeprefix('name=')}"
+        os.mkdir(target)
+        _mount_cgroup(target, "cgroup", controllers, path, own_namespace, read_only)
+
+
+def _mount_cgroup(target: str, kind: str, controllers: str | None, group: str, own_namespace: bool,
+                  read_only: bool) -> None:
+    if own_namespace or group == "/":
+        syscalls.mount(kind, target, kind, _NO_DEVICES | (syscalls.MS_RDONLY if read_only else 0), controllers)
+        return
+    aside = "/sys/fs/cgroup/.lab-aside"
+    os.mkdir(aside)
+    try:
+        syscalls.mount(kind, aside, kind, _NO_DEVICES, controllers)
+        syscalls.mount(f"{aside}{group}", target, None, syscalls.MS_BIND)
+        syscalls.umount(aside, syscalls.MNT_DETACH)
+    finally:
+        os.rmdir(aside)
+    if read_only:
+        syscalls.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY | _NO_DEVICES)
 
 
 def _minimal_dev(spec: Spec) -> None:
@@ -92,27 +156,32 @@ def _minimal_dev(spec: Spec) -> None:
     and the host's six devices bound in before pivot_root, as rootless runc does.
     """
     if "user" not in spec.namespaces:
-        Path("/dev").mkdir(exist_ok=True)
-        syscalls.mount("tmpfs", "/dev", "tmpfs", syscalls.MS_NOSUID, "mode=755,size=65536k")
+        _mount_system(spec, "/dev", "tmpfs", "tmpfs")
         for name, major, minor in DEVICES:
             os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
             os.chmod(f"/dev/{name}", 0o666)  # mknod obeys the umask
-    os.mkdir("/dev/pts")
-    syscalls.mount("devpts", "/dev/pts", "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
-                   "newinstance,ptmxmode=0666,mode=620")
-    os.symlink("pts/ptmx", "/dev/ptmx")
-    os.mkdir("/dev/shm")
-    syscalls.mount("shm", "/dev/shm", "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV
-                   | syscalls.MS_NOEXEC, "mode=1777,size=65536k")
+    if spec.wants_mount("/dev/pts"):
+        _mount_system(spec, "/dev/pts", "devpts", "devpts")
+        os.symlink("pts/ptmx", "/dev/ptmx")
+    if spec.wants_mount("/dev/shm"):
+        _mount_system(spec, "/dev/shm", "tmpfs", "shm")
     for link, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"/dev/{link}")
 
 
-def _mount_mqueue() -> None:
+def _mount_mqueue(spec: Spec) -> None:
     """POSIX message queues of the container's own IPC namespace, where programs look for them."""
-    os.makedirs("/dev/mqueue", exist_ok=True)
-    syscalls.mount("mqueue", "/dev/mqueue", "mqueue", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    _mount_system(spec, "/dev/mqueue", "mqueue", "mqueue")
+
+
+def _mount_others(spec: Spec) -> None:
+    """The bundle's kernel file systems at other places (a second proc, a sysfs ...), in its order."""
+    for mount in spec.system_mounts.values():
+        if mount.destination not in DEFAULT_OPTIONS and mount.destination != "/sys/fs/cgroup":
+            flags, data = specs.mount_flags(mount.options)
+            os.makedirs(mount.destination, exist_ok=True)
+            syscalls.mount(mount.source, mount.destination, mount.type, flags, data or None)
 
 
 def _mask(paths: Sequence[str]) -> None:
@@ -219,9 +288,12 @@ def _exec(inside: Inside) -> None:
 
 #: What each of the plan's after-pivot_root steps does (labsupport.container.plan orders them).
 ACTIONS: dict[str, Callable[[Inside], None]] = {
-    "mount /sys read-only": lambda inside: _mount_sys(),
+    "give /proc the bundle's options": lambda inside: _proc_as_given(inside.spec),
+    "mount /sys read-only": lambda inside: _mount_sys(inside.spec),
+    "mount the cgroup file system": lambda inside: _mount_cgroups(inside.spec),
     "make a minimal /dev": lambda inside: _minimal_dev(inside.spec),
-    "mount /dev/mqueue": lambda inside: _mount_mqueue(),
+    "mount /dev/mqueue": lambda inside: _mount_mqueue(inside.spec),
+    "mount the bundle's other kernel file systems": lambda inside: _mount_others(inside.spec),
     "set the sysctls": lambda inside: _set_sysctls(inside.spec),
     "mask paths": lambda inside: _mask(inside.spec.masked_paths),
     "make paths read-only": lambda inside: _make_readonly(inside.spec.readonly_paths),

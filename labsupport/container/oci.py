@@ -169,17 +169,18 @@ def _write_pid_file(path: str | None, pid: int) -> None:
         scratch.replace(path)
 
 
-def _make_freezer(directory: Path, pid: int) -> None:
-    """A group of the v1 freezer for ``pause``, where the host has that hierarchy (runc makes one)."""
+def _make_freezer(directory: Path) -> tuple[Path, ...]:
+    """A group of the v1 freezer for ``pause``, where the host has that hierarchy (runc makes
+    one); its cgroup.procs, for the first process to join with its other groups."""
     hierarchy = Path("/sys/fs/cgroup/freezer")
-    if not (hierarchy / "freezer.state").exists() and not (hierarchy / "cgroup.procs").exists():
-        return
+    if not (hierarchy / "cgroup.procs").exists():
+        return ()
     parent = hierarchy / ownership.PREFIX
     made_parent = not parent.exists()
     group = parent / shim.cgroup_name(directory.name)
     group.mkdir(parents=True, exist_ok=True)
-    (group / "cgroup.procs").write_text(str(pid))
     store.write_state(directory, freezer=str(group), freezer_parent_made=made_parent)
+    return (group / "cgroup.procs",)
 
 
 def create(runtime: _Runtime, container_id: str, bundle: str, pid_file: str | None = None,
@@ -202,9 +203,8 @@ def create(runtime: _Runtime, container_id: str, bundle: str, pid_file: str | No
                           created=time.time(), annotations=data.get("annotations", {}))
         os.mkfifo(directory / FIFO, 0o600)
         fifo = os.open(directory / FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        shim.create_waiting(directory, spec, (0, 1, 2), fifo)
+        shim.create_waiting(directory, spec, (0, 1, 2), fifo, _make_freezer(directory))
         current = store.read_state(directory)
-        _make_freezer(directory, current["pid"])
         state = oci_state(directory)
         state["status"] = "creating"  # what runc's hooks read at this point, too
         for kind in ("prestart", "createRuntime"):

@@ -93,9 +93,12 @@ _FIELDS = {
     "make a PID namespace for the next child": (HOST, "linux.namespaces", "default; --pid=host", "04"),
     "fork the container's first process": (HOST, "process", "docker run", "-"),
     # the first process, after pivot_root (labsupport.container.hardening runs these)
+    "give /proc the bundle's options": (AFTER_PIVOT, "mounts", "(runc: /proc as the bundle says)", "04"),
     "mount /sys read-only": (AFTER_PIVOT, "mounts", "always", "10"),
+    "mount the cgroup file system": (AFTER_PIVOT, "mounts", "always (--cgroupns private: its own view)", "08"),
     "make a minimal /dev": (AFTER_PIVOT, "mounts", "--device adds more", "08, 10"),
     "mount /dev/mqueue": (AFTER_PIVOT, "mounts", "always (--ipc=host shares the host's)", "03"),
+    "mount the bundle's other kernel file systems": (AFTER_PIVOT, "mounts", "--mount type=...", "05"),
     "set the sysctls": (AFTER_PIVOT, "linux.sysctl", "--sysctl", "03, 06"),
     "mask paths": (AFTER_PIVOT, "linux.maskedPaths", "--security-opt systempaths=unconfined lifts it", "10"),
     "make paths read-only": (AFTER_PIVOT, "linux.readonlyPaths", "the same flag", "10"),
@@ -117,6 +120,10 @@ _FIELDS = {
     "install the seccomp filter": (AFTER_PIVOT, "linux.seccomp", "default; --security-opt seccomp=unconfined", "10"),
     "exec the program": (AFTER_PIVOT, "process.args", "docker run IMAGE COMMAND", "10"),
 }
+
+
+#: The system mounts the steps above make by name; any other in a bundle is one of "the others".
+_STANDARD = {"/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"}
 
 
 def _step(name: str) -> Step:
@@ -142,6 +149,14 @@ def root_mounts(spec: Spec) -> list[process.RootMount]:
     return mounts
 
 
+def child_joins_cgroup(spec: Spec) -> bool:
+    """Does the first process move itself into its cgroup, first thing? Where it is PID 1 of a
+    namespace the shim made, the shim moves it - unless it must be in its group before it reads
+    /proc/self/cgroup (to mount /sys/fs/cgroup) or makes a cgroup namespace rooted there."""
+    return (not pid_namespace_from_host(spec) or "cgroup" in spec.namespaces
+            or spec.wants_mount("/sys/fs/cgroup"))
+
+
 def _request(spec: Spec, detached: bool) -> dict[str, Any]:
     """The child runner's request for this spec, but for the cgroup files (known once it exists)."""
     namespaces = set(spec.namespaces) - ({"pid"} if pid_namespace_from_host(spec) else set())
@@ -158,7 +173,7 @@ def isolation(spec: Spec, group_procs: Sequence[Path], detached: bool = False,
     """What the shim asks the child runner for. Where the shim made the PID namespace it moves
     the child into the cgroup itself; otherwise the child joins it, first thing. A detached
     child (``labsupport oci``) outlives its starter and keeps the starter's ``stdio``."""
-    procs = () if pid_namespace_from_host(spec) else tuple(group_procs)
+    procs = tuple(group_procs) if child_joins_cgroup(spec) else ()
     return process.Isolation.make(cgroup_procs=procs, stdio=stdio, **_request(spec, detached))
 
 
@@ -167,8 +182,8 @@ def _before_pivot(spec: Spec, detached: bool) -> list[Step]:
     request = _request(spec, detached)
     request["namespaces"] = frozenset(request["namespaces"])
     request["root"] = Path(spec.root)
-    from_host = pid_namespace_from_host(spec)
-    model = process.Isolation(cgroup_procs=() if from_host else (Path("cgroup.procs"),), **request)
+    model = process.Isolation(cgroup_procs=(Path("cgroup.procs"),) if child_joins_cgroup(spec) else (),
+                              **request)
     return [Step(name, BEFORE_PIVOT, *_ENTER_ASKED_BY[name]) for name in process.steps_for(model)]
 
 
@@ -181,8 +196,14 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: b
     names += ["make a PID namespace for the next child"] if from_host else []
     names += ["fork the container's first process"]
     steps = [_step(n) for n in names] + _before_pivot(spec, detached)
-    after = (["mount /sys read-only"] if "user" not in spec.namespaces else []) + ["make a minimal /dev"]
-    after += ["mount /dev/mqueue"] if "ipc" in spec.namespaces else []
+    system = spec.system_mounts
+    after = ["give /proc the bundle's options"] if "/proc" in system and "mnt" in spec.namespaces else []
+    in_user_ns = "user" in spec.namespaces
+    after += ["mount /sys read-only"] if spec.wants_mount("/sys") and not in_user_ns else []
+    after += ["mount the cgroup file system"] if spec.wants_mount("/sys/fs/cgroup") and not in_user_ns else []
+    after += ["make a minimal /dev"]
+    after += ["mount /dev/mqueue"] if "ipc" in spec.namespaces and spec.wants_mount("/dev/mqueue") else []
+    after += ["mount the bundle's other kernel file systems"] if set(system) - _STANDARD else []
     after += ["set the sysctls"] if spec.sysctl else []
     after += ["mask paths", "make paths read-only"]
     after += ["make the root read-only"] if spec.root_readonly else []

@@ -39,12 +39,14 @@ def cgroup_name(container_id: str) -> str:
     return f"lab{container_id}"[:64]
 
 
-def _cgroup(container_id: str, spec: Spec) -> Any:
-    """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2)."""
+def _cgroup(container_id: str, spec: Spec, every_controller: bool = False) -> Any:
+    """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2):
+    in the hierarchies of the controllers it limits, or - as runc does - of every one the lab knows."""
     res = spec.resources
     wanted = {"memory": res.memory, "cpu": res.cpu_quota or res.cpu_shares, "pids": res.pids,
               "io": res.io, "devices": True}
-    group = cgroups.create(cgroup_name(container_id), [c for c, v in wanted.items() if v])
+    controllers = None if every_controller else [c for c, v in wanted.items() if v]
+    group = cgroups.create(cgroup_name(container_id), controllers)
     group.set_device_policy(res.devices)
     if res.memory is not None:
         group.limit_memory(res.memory)
@@ -186,10 +188,11 @@ class _Run:
     exec_r: int = -1
     stdio: tuple[int, int, int] | None = None  # labsupport oci: the caller's; None: /dev/null, the log
     start_fifo: int = -1   # labsupport oci: the go-ahead comes through this fifo, from `start`
+    more_groups: tuple[Path, ...] = ()  # labsupport oci: cgroup.procs of groups it owns (the freezer)
 
 
 def _create_cgroup(run: _Run) -> None:
-    run.group = _cgroup(run.directory.name, run.spec)
+    run.group = _cgroup(run.directory.name, run.spec, every_controller=run.plan.detached)
     store.write_state(run.directory, cgroup=run.group.name)
 
 
@@ -212,7 +215,7 @@ def _fork_first_process(run: _Run) -> None:
     else:
         go_r, run.go_w = os.pipe2(os.O_CLOEXEC)
     run.exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-    iso = plans.isolation(spec, run.group.procs_files, plan.detached, run.stdio)
+    iso = plans.isolation(spec, [*run.group.procs_files, *run.more_groups], plan.detached, run.stdio)
     if process.steps_for(iso) != plan.names(plans.BEFORE_PIVOT):
         raise LabError("The container's plan and the child runner disagree on the steps before "
                        "pivot_root: this is a bug in the lab.")
@@ -234,7 +237,9 @@ def _move_into_cgroup(run: _Run) -> None:
     # and the two overlap. It cannot exec before "go", which comes after.
     try:
         run.group.add(run.child.pid)  # type: ignore[union-attr]
-    except LabError:
+        for procs in run.more_groups:
+            procs.write_text(str(run.child.pid))  # type: ignore[union-attr]
+    except (LabError, OSError):
         pass  # it ended already: its own error is read when it is not ready
 
 
@@ -294,7 +299,8 @@ def container_plan(state: dict[str, Any], spec: Spec) -> Plan:
     return plans.plan(spec, state.get("network", "bridge"), publish=bool(state.get("publish")))
 
 
-def create_waiting(directory: Path, spec: Spec, stdio: tuple[int, int, int], start_fifo: int) -> Plan:
+def create_waiting(directory: Path, spec: Spec, stdio: tuple[int, int, int], start_fifo: int,
+                   more_groups: tuple[Path, ...] = ()) -> Plan:
     """``labsupport oci create``: the plan's host steps up to the go-ahead, and no shim.
 
     The first process is left waiting, its namespaces and mounts made, on
@@ -303,7 +309,7 @@ def create_waiting(directory: Path, spec: Spec, stdio: tuple[int, int, int], sta
     for the engine's subreaper (conmon) or init to reap - as runc's is.
     """
     run = _Run(directory, spec, plans.plan(spec, "none", detached=True), stdio=stdio,
-               start_fifo=start_fifo)
+               start_fifo=start_fifo, more_groups=more_groups)
     try:
         for name in run.plan.names(plans.HOST):
             if name == "give the go-ahead":

@@ -121,6 +121,16 @@ class Spec:
     oom_score_adj: int | None = None
     sysctl: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: The bundle's entries for the file systems the runtime mounts after pivot_root (/proc,
+    #: /sys, /dev ... and any proc, sysfs, devpts, mqueue or cgroup mount), by destination.
+    #: Empty: the lab's own defaults (/proc, /sys, /dev with pts and shm, /dev/mqueue).
+    system_mounts: dict[str, Mount] = field(default_factory=dict)
+
+    def wants_mount(self, destination: str) -> bool:
+        """Is this system mount made: asked for by the bundle, or by default (all but the cgroups)?"""
+        if not self.system_mounts:
+            return destination != "/sys/fs/cgroup"
+        return destination in self.system_mounts
 
     def to_json(self) -> dict[str, Any]:
         """The config.json this spec stands for (written into the container's state dir)."""
@@ -159,7 +169,7 @@ class Spec:
                         "noNewPrivileges": self.no_new_privileges},
             "root": {"path": self.root, "readonly": self.root_readonly},
             "mounts": [{"destination": m.destination, "type": m.type, "source": m.source,
-                        "options": m.options} for m in self.mounts],
+                        "options": m.options} for m in [*self.system_mounts.values(), *self.mounts]],
             "linux": linux}
         if self.rlimits:
             out["process"]["rlimits"] = [{"type": t, "soft": soft, "hard": hard}
@@ -415,7 +425,7 @@ def parse(data: Any) -> Spec:
     spec.root_readonly = _type(root.get("readonly", False), bool, "root.readonly", "true or false")
     if "hostname" in data:
         spec.hostname = _type(data["hostname"], str, "hostname", "a string")
-    spec.mounts = _mounts(data.get("mounts", []))
+    spec.mounts, spec.system_mounts = _mounts(data.get("mounts", []))
     linux = _type(data.get("linux", {}), dict, "linux", "an object")
     unsupported += _unknown(linux, _KNOWN_LINUX, "linux.")
     if "namespaces" in linux:
@@ -442,28 +452,67 @@ def parse(data: Any) -> Spec:
     return spec
 
 
-#: Mounts the runtime makes itself (proc, sys, a minimal /dev); the bundle's entries for them are
-#: recognised and not doubled. Other entries: tmpfs and bind mounts.
+#: Mounts the runtime makes itself after pivot_root, with the bundle's options: at these
+#: destinations, and any mount of the kernel's own file systems. (A bind at /dev/shm - podman's
+#: shared memory - gives way to a fresh tmpfs: /dev is mounted after the binds.)
 _OWN_MOUNTS = {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"}
+KERNEL_FILE_SYSTEMS = ("proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2")
 
 
-def _mounts(entries: Any) -> list[Mount]:
+def _mounts(entries: Any) -> tuple[list[Mount], dict[str, Mount]]:
+    """The bundle's mounts: (binds and tmpfs made before pivot_root, system mounts made after)."""
     _type(entries, list, "mounts", "a list")
-    mounts = []
+    mounts, system = [], {}
     for entry in entries:
         _type(entry, dict, "mounts", "a list of objects")
         dest = _type(entry.get("destination"), str, "mounts[].destination", "a path")
-        if dest in _OWN_MOUNTS:
-            continue
-        kind = entry.get("type", "bind")
+        kind = _type(entry.get("type", "bind"), str, f"mounts[{dest}].type", "a file system type")
         options = _type(entry.get("options", []), list, f"mounts[{dest}].options", "a list")
-        if kind not in ("tmpfs", "bind") and "bind" not in options and "rbind" not in options:
-            raise LabError(f"config.json mount {dest} has type {kind!r}: this lab runtime "
-                           "mounts only tmpfs and bind mounts there; remove it or run under runc.")
-        mounts.append(Mount(dest, "bind" if "bind" in options or "rbind" in options else kind,
-                            _type(entry.get("source", kind), str, f"mounts[{dest}].source", "a path"),
-                            options))
-    return mounts
+        source = _type(entry.get("source", kind), str, f"mounts[{dest}].source", "a path")
+        is_bind = kind == "bind" or "bind" in options or "rbind" in options
+        if dest in _OWN_MOUNTS or kind in KERNEL_FILE_SYSTEMS:
+            if is_bind and dest == "/dev/shm":
+                kind, source = "tmpfs", "shm"
+                options = [o for o in options if o not in ("bind", "rbind")] + ["mode=1777", "size=65536k"]
+            _check_options(dest, options)
+            system[dest] = Mount(dest, kind, source, options)
+            continue
+        if kind != "tmpfs" and not is_bind:
+            raise LabError(f"config.json mount {dest} has type {kind!r}: this lab runtime mounts "
+                           f"{', '.join(KERNEL_FILE_SYSTEMS)}, tmpfs and bind mounts; remove it or "
+                           "run under runc.")
+        mounts.append(Mount(dest, "bind" if is_bind else kind, source, options))
+    return mounts, system
+
+
+#: Mount options that are flags of mount(2); any other option goes to the file system as data.
+MOUNT_FLAGS = {"ro": 1, "rw": 0, "nosuid": 2, "suid": 0, "nodev": 4, "dev": 0, "noexec": 8,
+               "exec": 0, "sync": 16, "dirsync": 128, "noatime": 1024, "nodiratime": 2048,
+               "relatime": 1 << 21, "strictatime": 1 << 24, "atime": 0, "diratime": 0, "async": 0}
+#: Propagation options: each system mount is private to the container already (its mount
+#: namespace is made slave or private first), so these change nothing there.
+PROPAGATION_OPTIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared",
+                       "unbindable", "runbindable")
+
+
+def _check_options(destination: str, options: list[Any]) -> None:
+    for option in options:
+        _type(option, str, f"mounts[{destination}].options", "a list of strings")
+        if option in ("bind", "rbind", "remount", "mand", "nomand"):
+            raise LabError(f"config.json mount {destination} has the option {option!r}, which "
+                           "this lab runtime does not apply to a system mount: remove it.")
+
+
+def mount_flags(options: list[str]) -> tuple[int, str]:
+    """A mount's options as mount(2) takes them: (flags, data) - ["nosuid", "mode=755"] ->
+    (MS_NOSUID, "mode=755")."""
+    flags, data = 0, []
+    for option in options:
+        if option in MOUNT_FLAGS:
+            flags |= MOUNT_FLAGS[option]
+        elif option not in PROPAGATION_OPTIONS:
+            data.append(option)
+    return flags, ",".join(data)
 
 
 def load(bundle: str | os.PathLike, detached: bool = False) -> Spec:
