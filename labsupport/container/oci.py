@@ -230,10 +230,13 @@ def start(runtime: _Runtime, container_id: str) -> None:
         os.write(fifo, b"g")
     finally:
         os.close(fifo)
+    # runc (1.1) hands poststart hooks the state read before its FIFO is gone: "created".
+    # Hooks written for runc may rely on it, so they read the same here.
+    state = oci_state(directory)
     (directory / FIFO).unlink()
     store.write_state(directory, started=time.time())
     try:
-        run_hooks("poststart", directory, oci_state(directory))
+        run_hooks("poststart", directory, state)
     except LabError as err:  # runc too only warns: the program runs already
         runtime.note("warning", str(err))
 
