@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from labsupport import ownership, process
-from labsupport.container import oci
+from labsupport.container import oci, podman
 from labsupport.container import runc as runcs
 from labsupport.namespaces import rootfs
 
@@ -264,3 +264,27 @@ def test_features_and_state_of_nothing(scratch: Path) -> None:
     missing = lab("state", "nothing-here", check=False)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     assert lab("delete", "--force", "nothing-here").returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not podman.available(), reason="podman is not installed")
+def test_podman_runs_execs_stops_and_removes_through_the_lab_runtime() -> None:
+    """A real engine, the lab's runtime: run, exec, stop, logs, rm - and nothing left on the host."""
+    with podman.Podman() as engine:
+        engine.import_busybox()
+        assert engine.check("run", "--rm", *engine.RUN, engine.IMAGE, "echo", "hello").stdout == "hello\n"
+        engine.check("run", "-d", "--name", "web", *engine.RUN, engine.IMAGE, "sh", "-c",
+                     "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done")
+        assert engine.check("exec", "web", "sh", "-c", "echo $((6*7)); hostname").stdout.split()[0] == "42"
+        assert engine("exec", "web", "sh", "-c", "exit 3").returncode == 3
+        top = engine.check("exec", "web", "ps", "-o", "pid,comm").stdout
+        assert top.split()[2:4] == ["1", "sh"]  # podman's exec joined the PID namespace
+        engine.check("stop", "-t", "5", "web")
+        assert engine.check("logs", "web").stdout.split() == ["started", "bye"]
+        assert "Exited (0)" in engine.check("ps", "-a", "--format", "{{.Status}}").stdout
+        engine.check("rm", "web")
+        assert engine.check("ps", "-a", "-q").stdout == ""
+        verbs = [call[0] for call in engine.calls()]
+        assert {"create", "start", "exec", "kill", "delete"} <= set(verbs)
+        assert not list(oci.DEFAULT_ROOT.glob("*")) or all(
+            not (oci.DEFAULT_ROOT / call[-1]).exists() for call in engine.calls() if call[0] == "start")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from labsupport import ownership, process
+from labsupport.cgroups import cgroupfs
 from labsupport.container import hardening, shim, store
 from labsupport.container import plan as plans
 from labsupport.container import spec as specs
@@ -175,11 +176,9 @@ def _make_freezer(directory: Path) -> tuple[Path, ...]:
     hierarchy = Path("/sys/fs/cgroup/freezer")
     if not (hierarchy / "cgroup.procs").exists():
         return ()
-    parent = hierarchy / ownership.PREFIX
-    made_parent = not parent.exists()
-    group = parent / shim.cgroup_name(directory.name)
-    group.mkdir(parents=True, exist_ok=True)
-    store.write_state(directory, freezer=str(group), freezer_parent_made=made_parent)
+    group = hierarchy / ownership.PREFIX / shim.cgroup_name(directory.name)
+    cgroupfs.make(group)
+    store.write_state(directory, freezer=str(group))
     return (group / "cgroup.procs",)
 
 
@@ -289,26 +288,13 @@ def _destroy(directory: Path) -> None:
         (freezer / "freezer.state").write_text("THAWED")  # a frozen process cannot even die
     shim.undo_host_side(current)   # kills what is left in the cgroup, removes it
     if freezer is not None:
-        _remove_group(freezer, current.get("freezer_parent_made", False))
+        try:
+            cgroupfs.remove(freezer)  # and the lab's parent, if no other group is left in it
+        except LabError:
+            pass
     if current.get("group"):
         ownership.unregister_process(current["group"])
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def _remove_group(group: Path, parent_too: bool) -> None:
-    for _ in range(50):
-        try:
-            group.rmdir()
-            break
-        except FileNotFoundError:
-            break
-        except OSError:
-            time.sleep(0.02)  # the last process is still leaving
-    if parent_too:
-        try:
-            group.parent.rmdir()
-        except OSError:
-            pass  # another container's group is in it now
 
 
 def delete(runtime: _Runtime, container_id: str, force: bool = False) -> None:
