@@ -232,7 +232,37 @@ def test_exec_pause_and_the_process_fields(scratch: Path) -> None:
     assert not (scratch / "lab-state" / cid).exists()
 
 
+def test_a_bundle_joins_another_containers_network_ipc_and_uts(scratch: Path) -> None:
+    """linux.namespaces[].path, as podman writes it for a pod: the second container joins the first's."""
+    lab = Runtime("lab", [str(LAB_RUNTIME)], scratch / "lab-state")
+    first, second = ownership.owned_name("oci"), ownership.owned_name("oci")
+    lab("create", "--bundle", str(_bundle(scratch, "first", ["sleep", "60"])), first)
+    try:
+        pid = lab.state(first)["pid"]
+        bundle = _bundle(scratch, "second", ["sleep", "60"])
+        config = json.loads((bundle / "config.json").read_text())
+        joined = {"network": "net", "ipc": "ipc", "uts": "uts"}
+        config["linux"]["namespaces"] = [{"type": t, "path": f"/proc/{pid}/ns/{joined[t]}"}
+                                         if t in joined else {"type": t} for t in ("pid", "mount", *joined)]
+        (bundle / "config.json").write_text(json.dumps(config))
+        lab("create", "--bundle", str(bundle), second)
+        try:
+            lab("start", second)
+            other = lab.state(second)["pid"]
+            for kind in ("net", "ipc", "uts"):
+                assert os.readlink(f"/proc/{other}/ns/{kind}") == os.readlink(f"/proc/{pid}/ns/{kind}")
+            for kind in ("pid", "mnt"):
+                assert os.readlink(f"/proc/{other}/ns/{kind}") != os.readlink(f"/proc/{pid}/ns/{kind}")
+            assert lab("exec", second, "hostname").stdout == "runc\n"
+        finally:
+            lab("delete", "--force", second)
+    finally:
+        lab("delete", "--force", first)
+
+
 @pytest.mark.parametrize("change, words", [
+    (lambda c: c["linux"]["namespaces"].__setitem__(0, {"type": "pid", "path": "/proc/1/ns/pid"}),
+     "linux.namespaces[pid].path"),
     (lambda c: c.update(hooks={"createContainer": [{"path": "/bin/true"}]}), "createContainer hooks"),
     (lambda c: c["linux"].update(sysctl={"vm.swappiness": "10"}), "linux.sysctl.vm.swappiness"),
     (lambda c: c["mounts"].append({"destination": "/x", "type": "nfs", "source": "h:/x"}), "type 'nfs'"),

@@ -156,6 +156,10 @@ def _load_bundle(bundle: Path) -> tuple[dict[str, Any], Spec]:
         spec.root = str((bundle / spec.root).resolve())
     if not Path(spec.root).is_dir():
         raise LabError(f"The bundle's root {spec.root} is missing: put the root file system there.")
+    for kind, path in spec.join.items():
+        if not os.path.exists(path):
+            raise LabError(f"linux.namespaces asks to join the {kind} namespace {path}, which does "
+                           "not exist (its process ended?).")
     if "user" in spec.namespaces and "pid" in spec.namespaces:
         raise LabError("linux.namespaces asks for a user and a PID namespace together: the lab's "
                        "OCI runtime cannot yet leave such a container to the engine's subreaper; "
@@ -359,10 +363,9 @@ def exec_process(runtime: _Runtime, container_id: str, process_file: str | None,
     pid = current["pid"]
     from labsupport.cgroups import api
     procs = api.open_group(current["cgroup"]).procs_files if current.get("cgroup") else []
-    kinds = [name for name in specs.NAMESPACES.values()
-             if name in spec.namespaces and name != "pid"] + \
-        [kind for kind in specs.NAMESPACES.values() if kind in _joined_kinds(_config(directory))]
-    iso = process.Isolation.make(enter=pid, enter_namespaces=sorted(set(kinds)), cgroup_procs=procs,
+    procs += [Path(current["freezer"]) / "cgroup.procs"] if current.get("freezer") else []
+    kinds = sorted((set(spec.namespaces) | set(spec.join)) - {"pid"})
+    iso = process.Isolation.make(enter=pid, enter_namespaces=kinds, cgroup_procs=procs,
                                  outlive_parent=detach, stdio=(0, 1, 2))
     steps = [name for name in plans.plan(spec, "none", detached=True).names(plans.AFTER_PIVOT)
              if name in hardening.IDENTITY]
@@ -383,11 +386,6 @@ def exec_process(runtime: _Runtime, container_id: str, process_file: str | None,
     if outcome is not None and outcome[0] == "error":
         raise outcome[1]
     return code if code >= 0 else 128 - code
-
-
-def _joined_kinds(config: dict[str, Any]) -> list[str]:
-    return [specs.NAMESPACES[n["type"]] for n in config.get("linux", {}).get("namespaces", [])
-            if n.get("path") and n.get("type") in specs.NAMESPACES]
 
 
 def ps(runtime: _Runtime, container_id: str) -> list[int]:
@@ -428,6 +426,23 @@ def features() -> dict[str, Any]:
 
 def list_ids(runtime: _Runtime) -> list[dict[str, Any]]:
     return [oci_state(d) for d in store.records.directories(runtime.root)]
+
+
+def clean_all(root: Path = DEFAULT_ROOT) -> list[str]:
+    """Every container this runtime made under ``root``, destroyed: ``clean``'s part for them."""
+    removed = []
+    for directory in store.records.directories(root):
+        _destroy(directory)
+        removed.append(directory.name)
+    return removed
+
+
+def _clean(report: ownership.CleanReport) -> None:
+    for name in clean_all():
+        report.note("OCI runtime containers", name)
+
+
+ownership.register_kind("OCI runtime containers", 11, _clean)
 
 
 # -- the command line ------------------------------------------------------------------

@@ -14,7 +14,7 @@ the plan takes their names and order from there.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -169,12 +169,19 @@ def _request(spec: Spec, detached: bool) -> dict[str, Any]:
 
 
 def isolation(spec: Spec, group_procs: Sequence[Path], detached: bool = False,
-              stdio: tuple[int, int, int] | None = None) -> process.Isolation:
+              stdio: tuple[int, int, int] | None = None, keep_fds: Sequence[int] = ()) -> process.Isolation:
     """What the shim asks the child runner for. Where the shim made the PID namespace it moves
     the child into the cgroup itself; otherwise the child joins it, first thing. A detached
-    child (``labsupport oci``) outlives its starter and keeps the starter's ``stdio``."""
+    child (``labsupport oci``) outlives its starter and keeps the starter's ``stdio``;
+    ``keep_fds`` are the shim's pipes to it, kept when joining namespaces closes the rest."""
     procs = tuple(group_procs) if child_joins_cgroup(spec) else ()
-    return process.Isolation.make(cgroup_procs=procs, stdio=stdio, **_request(spec, detached))
+    iso = process.Isolation.make(cgroup_procs=procs, stdio=stdio, **_request(spec, detached))
+    return replace(iso, enter=_joined(spec), keep_fds=tuple(keep_fds))
+
+
+def _joined(spec: Spec) -> tuple[tuple[str, str], ...]:
+    """The bundle's namespaces to join, as the child runner's (kind, file) pairs."""
+    return tuple(sorted(spec.join.items()))
 
 
 def _before_pivot(spec: Spec, detached: bool) -> list[Step]:
@@ -183,7 +190,7 @@ def _before_pivot(spec: Spec, detached: bool) -> list[Step]:
     request["namespaces"] = frozenset(request["namespaces"])
     request["root"] = Path(spec.root)
     model = process.Isolation(cgroup_procs=(Path("cgroup.procs"),) if child_joins_cgroup(spec) else (),
-                              **request)
+                              enter=_joined(spec), **request)
     return [Step(name, BEFORE_PIVOT, *_ENTER_ASKED_BY[name]) for name in process.steps_for(model)]
 
 
@@ -202,7 +209,8 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: b
     after += ["mount /sys read-only"] if spec.wants_mount("/sys") and not in_user_ns else []
     after += ["mount the cgroup file system"] if spec.wants_mount("/sys/fs/cgroup") and not in_user_ns else []
     after += ["make a minimal /dev"]
-    after += ["mount /dev/mqueue"] if "ipc" in spec.namespaces and spec.wants_mount("/dev/mqueue") else []
+    own_ipc = "ipc" in spec.namespaces or "ipc" in spec.join
+    after += ["mount /dev/mqueue"] if own_ipc and spec.wants_mount("/dev/mqueue") else []
     after += ["mount the bundle's other kernel file systems"] if set(system) - _STANDARD else []
     after += ["set the sysctls"] if spec.sysctl else []
     after += ["mask paths", "make paths read-only"]

@@ -215,7 +215,8 @@ def _fork_first_process(run: _Run) -> None:
     else:
         go_r, run.go_w = os.pipe2(os.O_CLOEXEC)
     run.exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-    iso = plans.isolation(spec, [*run.group.procs_files, *run.more_groups], plan.detached, run.stdio)
+    iso = plans.isolation(spec, [*run.group.procs_files, *run.more_groups], plan.detached, run.stdio,
+                          [fd for fd in (log_fd, ready_w, go_r, exec_w) if fd >= 0])
     if process.steps_for(iso) != plan.names(plans.BEFORE_PIVOT):
         raise LabError("The container's plan and the child runner disagree on the steps before "
                        "pivot_root: this is a bug in the lab.")

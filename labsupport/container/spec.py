@@ -125,6 +125,9 @@ class Spec:
     #: /sys, /dev ... and any proc, sysfs, devpts, mqueue or cgroup mount), by destination.
     #: Empty: the lab's own defaults (/proc, /sys, /dev with pts and shm, /dev/mqueue).
     system_mounts: dict[str, Mount] = field(default_factory=dict)
+    #: Existing namespaces to join instead of making new ones: /proc/PID/ns kind -> file
+    #: (linux.namespaces[].path: podman's pods share a network, IPC and UTS namespace so).
+    join: dict[str, str] = field(default_factory=dict)
 
     def wants_mount(self, destination: str) -> bool:
         """Is this system mount made: asked for by the bundle, or by default (all but the cgroups)?"""
@@ -151,7 +154,8 @@ class Spec:
             resources["blockIO"] = {key: rules for key, rules in throttles.items() if rules}
         resources["devices"] = _devices_to_json(res.devices)
         linux: dict[str, Any] = {
-            "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces],
+            "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces]
+            + [{"type": t, "path": self.join[ours]} for t, ours in NAMESPACES.items() if ours in self.join],
             "resources": resources, "maskedPaths": list(self.masked_paths),
             "readonlyPaths": list(self.readonly_paths)}
         if self.seccomp is not None:
@@ -362,9 +366,15 @@ def _id_map(entries: Any, where: str) -> str | None:
     return "\n".join(lines)
 
 
-def _namespaces(entries: Any, unsupported: list[str]) -> list[str]:
+#: Namespaces a bundle may join by path. A PID namespace joined would put a process between the
+#: container and its engine; a mount or user namespace joined would undo the root and the maps.
+JOINABLE = ("network", "ipc", "uts", "cgroup")
+
+
+def _namespaces(entries: Any) -> tuple[list[str], dict[str, str]]:
+    """linux.namespaces: the kinds to make, and {kind: path} of those to join."""
     _type(entries, list, "linux.namespaces", "a list")
-    names = []
+    names, join = [], {}
     for entry in entries:
         _type(entry, dict, "linux.namespaces", "a list of objects")
         kind = entry.get("type")
@@ -372,9 +382,14 @@ def _namespaces(entries: Any, unsupported: list[str]) -> list[str]:
             raise LabError(f"config.json names an unknown namespace {kind!r}: "
                            f"use one of {', '.join(NAMESPACES)}.")
         if entry.get("path"):
-            unsupported.append(f"linux.namespaces[{kind}].path")
-        names.append(NAMESPACES[kind])
-    return names
+            if kind not in JOINABLE:
+                raise LabError(f"config.json linux.namespaces[{kind}].path asks to join an existing "
+                               f"{kind} namespace: this lab runtime joins only {', '.join(JOINABLE)} "
+                               "ones; remove the path or run under runc.")
+            join[NAMESPACES[kind]] = _type(entry["path"], str, f"linux.namespaces[{kind}].path", "a path")
+        else:
+            names.append(NAMESPACES[kind])
+    return names, join
 
 
 def _capabilities(data: Any) -> tuple[str, ...]:
@@ -429,7 +444,7 @@ def parse(data: Any) -> Spec:
     linux = _type(data.get("linux", {}), dict, "linux", "an object")
     unsupported += _unknown(linux, _KNOWN_LINUX, "linux.")
     if "namespaces" in linux:
-        spec.namespaces = _namespaces(linux["namespaces"], unsupported)
+        spec.namespaces, spec.join = _namespaces(linux["namespaces"])
     spec.resources = _resources(linux.get("resources", {}), unsupported)
     spec.sysctl = _sysctl(linux.get("sysctl", {}))
     for key, attr in (("maskedPaths", "masked_paths"), ("readonlyPaths", "readonly_paths")):

@@ -94,6 +94,9 @@ class Isolation:
     root_mounts: tuple["RootMount", ...] = ()
     outlive_parent: bool = False
     stdio: tuple[int, int, int] | None = None
+    #: Descriptors a child keeps when joining namespaces closes all others (a runtime's own
+    #: pipes to its container's first process).
+    keep_fds: tuple[int, ...] = ()
 
     @classmethod
     def make(cls, namespaces: Sequence[str] = (), root: str | os.PathLike | None = None,
@@ -505,7 +508,7 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
         if iso.enter:
             # Joining a container's namespaces: its root must find nothing of the caller's here -
             # no socket, file or pipe (CVE-2024-21626 leaked one), and no way into our memory.
-            _close_all_but(keep)
+            _close_all_but(keep | set(iso.keep_fds))
             syscalls.set_dumpable(False)
         _enter(iso, pipes, parent)
         if is_command:
