@@ -19,6 +19,17 @@ container is "created"; gone, "running" - until the process has ended ("stopped"
 There is no shim here: the engine brings its own (conmon), a subreaper that
 adopts the container when ``create`` exits. Nothing here touches the network:
 a bundle's network namespace gets only lo, as under runc.
+
+Where this differs from runc, on purpose or not yet:
+- prestart and createRuntime hooks run while the process waits, which is after
+  its pivot_root (the spec asks for before); the state they read is the same.
+- The process waits before it takes its identity (user, capabilities,
+  seccomp), so while "created" it still holds root's full set; runc's init has
+  dropped them by then. From "running" on, the two agree.
+- A bundle with both a user and a PID namespace is refused (the lab's child
+  runner would put a process between the container and the engine's reaper);
+  so is a terminal (there is no console), and a seccomp allow-list.
+- linux.cgroupsPath is not used: the group is <hierarchy>/lab/lab<id>.
 """
 from __future__ import annotations
 

@@ -7,14 +7,19 @@ listed in ``ACCEPTED_UNUSED`` with the reason), or named in a refusal.
 What ``runc spec`` writes by default parses once ``process.terminal`` is
 false (this runtime has no terminal: output goes to the container's log).
 
-Accepted on purpose but not acted on, because runc's defaults for them
-change nothing a learner would notice here: ``process.rlimits`` (only
-RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal), and ``linux.cgroupsPath`` (the lab always puts a container's
-group at <hierarchy>/lab/lab<id>: a bundle's path could name a group the lab
-does not own). ``linux.seccomp`` is taken as a deny-list (see
-labsupport.container.seccomp); an allow-list is refused. Refused by name: sysctl,
-apparmor/selinux, blockIO weights and IOPS caps (its bandwidth caps are
-used), namespace paths, mount types other than tmpfs and bind.
+Accepted on purpose but not acted on: ``process.consoleSize`` (needs a
+terminal) and ``linux.cgroupsPath`` (the lab always puts a container's group
+at <hierarchy>/lab/lab<id>: a bundle's path could name a group the lab does not
+own). ``linux.seccomp`` is taken as a deny-list (see
+labsupport.container.seccomp); an allow-list is refused. Acted on since the
+lab's runtime took runc's command line (labsupport.container.oci): every
+mount type a bundle from ``runc spec`` or podman holds, ``process.rlimits``,
+``process.user`` with additionalGids and umask, ``process.oomScoreAdj``,
+namespaced ``linux.sysctl`` keys, ``hooks`` (prestart, createRuntime,
+poststart, poststop) and ``linux.namespaces[].path`` for the network, IPC,
+UTS and cgroup namespaces. Refused by name: apparmor/selinux, blockIO weights
+and IOPS caps (its bandwidth caps are used), the other hooks, joining a PID,
+mount or user namespace, sysctls that are the whole host's.
 """
 from __future__ import annotations
 
