@@ -131,6 +131,7 @@ def _view(runtime: Runtime, cid: str) -> dict[str, Any]:
 def test_lifecycle_states_and_hooks_match_runc(scratch: Path) -> None:
     """creating (as hooks see it), created, running, stopped - at each step, the same answer."""
     seen: dict[str, list[str]] = {}
+    created: dict[str, dict[str, str]] = {}
     for runtime in _runtimes(scratch):
         hooks_dir = scratch / f"{runtime.name}-hooks"
         hooks_dir.mkdir()
@@ -152,6 +153,7 @@ def test_lifecycle_states_and_hooks_match_runc(scratch: Path) -> None:
             assert b"sleep" not in Path(f"/proc/{pid}/cmdline").read_bytes()
             steps.append(json.loads((hooks_dir / "createRuntime").read_text())["status"])
             steps.append(state["status"])
+            created[runtime.name] = _status_fields(pid)  # who it is already, while it waits
             runtime("start", cid)
             deadline = time.monotonic() + 5
             while b"sleep" not in Path(f"/proc/{pid}/cmdline").read_bytes() and time.monotonic() < deadline:
@@ -172,6 +174,7 @@ def test_lifecycle_states_and_hooks_match_runc(scratch: Path) -> None:
     # runc 1.1 gives poststart hooks the state it read before the start: "created"
     assert seen["lab"] == ["creating", "created", "running", "created", "stopped", "stopped"]
     assert seen["lab"] == seen["runc"]
+    assert created["lab"] == created["runc"]
 
 
 @needs_runc

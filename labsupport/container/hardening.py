@@ -311,8 +311,8 @@ ACTIONS: dict[str, Callable[[Inside], None]] = {
 }
 
 #: The steps after the go-ahead: who the process is, then exec. ``docker exec`` takes these too.
-IDENTITY = ("set the resource limits", "set the OOM score", "set the user and groups", "drop capabilities", "set no_new_privs",
-            "install the seccomp filter", "exec the program")
+IDENTITY = ("set the resource limits", "set the OOM score", "set the user and groups",
+            "drop capabilities", "set no_new_privs", "install the seccomp filter", "exec the program")
 
 
 def _environment(spec: Spec) -> dict[str, str]:

@@ -23,9 +23,6 @@ a bundle's network namespace gets only lo, as under runc.
 Where this differs from runc, on purpose or not yet:
 - prestart and createRuntime hooks run while the process waits, which is after
   its pivot_root (the spec asks for before); the state they read is the same.
-- The process waits before it takes its identity (user, capabilities,
-  seccomp), so while "created" it still holds root's full set; runc's init has
-  dropped them by then. From "running" on, the two agree.
 - A bundle with both a user and a PID namespace is refused (the lab's child
   runner would put a process between the container and the engine's reaper);
   so is a terminal (there is no console), and a seccomp allow-list.
@@ -300,7 +297,10 @@ def _destroy(directory: Path) -> None:
         os.kill(current["pid"], signal.SIGKILL)
     freezer = _freezer(directory)
     if freezer is not None:
-        (freezer / "freezer.state").write_text("THAWED")  # a frozen process cannot even die
+        try:
+            (freezer / "freezer.state").write_text("THAWED")  # a frozen process cannot even die
+        except OSError:
+            pass  # gone already (a clean-up came first)
     shim.undo_host_side(current)   # kills what is left in the cgroup, removes it
     if freezer is not None:
         try:

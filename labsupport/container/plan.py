@@ -126,6 +126,25 @@ _FIELDS = {
 _STANDARD = {"/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"}
 
 
+def _system_mounts(spec: Spec) -> list[str]:
+    """The steps that mount /sys, its cgroups, /dev and /dev/mqueue (and any other kernel file
+    system) - in the bundle's order when it lists them, as runc mounts them in list order."""
+    in_user_ns = "user" in spec.namespaces
+    own_ipc = "ipc" in spec.namespaces or "ipc" in spec.join
+    others = [d for d in spec.system_mounts if d not in _STANDARD]
+    wanted = {"/sys": ("mount /sys read-only", spec.wants_mount("/sys") and not in_user_ns),
+              "/sys/fs/cgroup": ("mount the cgroup file system",
+                                 spec.wants_mount("/sys/fs/cgroup") and not in_user_ns),
+              "/dev": ("make a minimal /dev", True),
+              "/dev/mqueue": ("mount /dev/mqueue", own_ipc and spec.wants_mount("/dev/mqueue")),
+              others[0] if others else "": ("mount the bundle's other kernel file systems", bool(others))}
+    order = list(spec.system_mounts)
+    place = {dest: order.index(dest) if dest in order else len(order) for dest in wanted}
+    if not order:
+        place = {dest: i for i, dest in enumerate(wanted)}  # the lab's own order
+    return [name for dest, (name, asked) in sorted(wanted.items(), key=lambda item: place[item[0]]) if asked]
+
+
 def _step(name: str) -> Step:
     where, field, docker, notebook = _FIELDS[name]
     return Step(name, where, field, docker, notebook)
@@ -205,18 +224,11 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: b
     steps = [_step(n) for n in names] + _before_pivot(spec, detached)
     system = spec.system_mounts
     after = ["give /proc the bundle's options"] if "/proc" in system and "mnt" in spec.namespaces else []
-    in_user_ns = "user" in spec.namespaces
-    after += ["mount /sys read-only"] if spec.wants_mount("/sys") and not in_user_ns else []
-    after += ["mount the cgroup file system"] if spec.wants_mount("/sys/fs/cgroup") and not in_user_ns else []
-    after += ["make a minimal /dev"]
-    own_ipc = "ipc" in spec.namespaces or "ipc" in spec.join
-    after += ["mount /dev/mqueue"] if own_ipc and spec.wants_mount("/dev/mqueue") else []
-    after += ["mount the bundle's other kernel file systems"] if set(system) - _STANDARD else []
+    after += _system_mounts(spec)
     after += ["set the sysctls"] if spec.sysctl else []
     after += ["mask paths", "make paths read-only"]
     after += ["make the root read-only"] if spec.root_readonly else []
     after += ["bring up lo"] if net else []
-    after += ["say ready, wait for the host's go-ahead"]
     host = ["move the first process into the cgroup"] if from_host else []
     host += ["wait until it is ready"]
     host += ["plug into the lab bridge, with an address and /etc/hosts"] if net and network == "bridge" else []
@@ -233,8 +245,14 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: b
         identity += ["drop capabilities"]
         identity += ["set no_new_privs"] if spec.no_new_privileges else []
         identity += ["install the seccomp filter"] if spec.seccomp is not None else []
-    identity += ["exec the program"]
-    steps += [_step(n) for n in after + host + identity]
+    wait = ["say ready, wait for the host's go-ahead"]
+    if detached:
+        # As runc's init: the process is all it will be - user, capabilities, seccomp - while
+        # it waits in the created state; `start` only lets it exec.
+        order = after + identity + wait + host + ["exec the program"]
+    else:
+        order = after + wait + host + identity + ["exec the program"]
+    steps += [_step(n) for n in order]
     return Plan(spec, network, tuple(steps), detached)
 
 
