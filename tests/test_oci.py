@@ -235,6 +235,31 @@ def test_exec_pause_and_the_process_fields(scratch: Path) -> None:
     assert not (scratch / "lab-state" / cid).exists()
 
 
+def test_no_descriptor_of_the_engine_reaches_the_container(scratch: Path) -> None:
+    """An engine's open directory, passed down to the runtime, is gone before the program runs."""
+    lab = Runtime("lab", [str(LAB_RUNTIME)], scratch / "lab-state")
+    cid = ownership.owned_name("oci")
+    host_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)  # what an escape would want (CVE-2024-21626)
+    try:
+        plain = subprocess.run(["ls", "/proc/self/fd"], pass_fds=[host_dir], capture_output=True, text=True)
+        assert str(host_dir) in plain.stdout.split()  # it is passed down: the defense has work to do
+        env = {**os.environ, "LAB_PYTHON": sys.executable}
+        subprocess.run([str(LAB_RUNTIME), "--root", str(lab.root), "create", "--bundle",
+                        str(_bundle(scratch, "lab", ["sleep", "60"])), cid], pass_fds=[host_dir],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env, check=True, timeout=60)
+    finally:
+        os.close(host_dir)
+    try:
+        lab("start", cid)
+        pid = lab.state(cid)["pid"]
+        deadline = time.monotonic() + 5
+        while b"sleep" not in Path(f"/proc/{pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
+    finally:
+        lab("delete", "--force", cid)
+
+
 def test_a_bundle_joins_another_containers_network_ipc_and_uts(scratch: Path) -> None:
     """linux.namespaces[].path, as podman writes it for a pod: the second container joins the first's."""
     lab = Runtime("lab", [str(LAB_RUNTIME)], scratch / "lab-state")

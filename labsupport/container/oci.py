@@ -577,8 +577,22 @@ def _dispatch(runtime: _Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _close_on_exec_above_stdio() -> None:
+    """An engine may leave descriptors of its own open in its runtime (conmon does). None may
+    reach the container's program - a directory of the host's would be a way out of its root
+    (CVE-2024-21626) - so, as runc does, every one above stderr closes at exec."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, gone by now
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The whole command: errors are one sentence on stderr (and in --log), exit code 1 as runc's."""
+    _close_on_exec_above_stdio()
     args = parser().parse_args(argv)
     runtime = _Runtime(args.root, args.log, args.log_format)
     try:
