@@ -391,6 +391,8 @@ def exec_process(runtime: _Runtime, container_id: str, process_file: str | None,
         os.close(theirs)
     _write_pid_file(pid_file, child.pid)
     if detach:
+        # Left to the engine: it is in the container's cgroup, which is how clean finds it.
+        ownership.unregister_process(child.pid)
         return 0
     code = child.wait(None)
     outcome = child.outcome()
