@@ -346,3 +346,11 @@ def test_podman_runs_execs_stops_and_removes_through_the_lab_runtime() -> None:
         assert {"create", "start", "exec", "kill", "delete"} <= set(verbs)
         assert not list(oci.DEFAULT_ROOT.glob("*")) or all(
             not (oci.DEFAULT_ROOT / call[-1]).exists() for call in engine.calls() if call[0] == "start")
+
+
+def test_run_is_create_start_wait_and_delete(scratch: Path) -> None:
+    lab = Runtime("lab", [str(LAB_RUNTIME)], scratch / "lab-state")
+    done = lab("run", "--bundle", str(_bundle(scratch, "lab", ["sh", "-c", "echo ran; exit 7"])), "once",
+               check=False)
+    assert (done.returncode, done.stdout) == (7, "ran\n")
+    assert lab("list", "--quiet").stdout.strip() == ""
