@@ -178,11 +178,12 @@ def test_lifecycle_states_and_hooks_match_runc(scratch: Path) -> None:
 
 
 @needs_runc
-def test_runc_spec_bundle_gives_the_same_container(scratch: Path) -> None:
+@pytest.mark.parametrize("user", [None, {"uid": 1000, "gid": 1000, "additionalGids": [5, 20]}])
+def test_runc_spec_bundle_gives_the_same_container(scratch: Path, user: dict[str, Any] | None) -> None:
     """Mounts, capabilities, user, hostname and PID view, read from /proc/PID/* of each."""
     views = {}
     for runtime in _runtimes(scratch):
-        bundle = _bundle(scratch, runtime.name, ["sleep", "60"])
+        bundle = _bundle(scratch, runtime.name, ["sleep", "60"], **({"user": user} if user else {}))
         cid = ownership.owned_name("oci")
         runtime("create", "--bundle", str(bundle), cid)
         try:

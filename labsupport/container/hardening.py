@@ -71,7 +71,11 @@ def drop_capabilities(keep: int) -> None:
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     # A set cannot grow: "ALL" means all that this process holds (a host may lack some itself).
     status = Path("/proc/self/status").read_text()
-    keep &= int(status.split("CapPrm:")[1].split()[0], 16)
+    held = int(status.split("CapPrm:")[1].split()[0], 16)
+    keep &= held
+    # After setuid away from root, KEEPCAPS kept the permitted set but the kernel emptied the
+    # effective one - and dropping from the bounding set needs CAP_SETPCAP in effect: take it back.
+    syscalls.capset(held, held, 0)
     for bit in range(last + 1):
         if not keep >> bit & 1:
             syscalls.prctl(syscalls.PR_CAPBSET_DROP, bit, what="prctl(PR_CAPBSET_DROP)")
