@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -207,6 +208,10 @@ def test_exec_pause_and_the_process_fields(scratch: Path) -> None:
     lab = Runtime("lab", [str(LAB_RUNTIME)], scratch / "lab-state")
     bundle = _bundle(scratch, "lab", ["sleep", "60"], user={"uid": 0, "gid": 0, "additionalGids": [7, 9]},
                      rlimits=[{"type": "RLIMIT_NOFILE", "soft": 200, "hard": 300}], oomScoreAdj=123)
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["devices"] = [{"path": "/dev/lab-null", "type": "c", "major": 1, "minor": 3,
+                                   "fileMode": 0o640, "uid": 7, "gid": 9}]
+    (bundle / "config.json").write_text(json.dumps(config))
     cid = ownership.owned_name("oci")
     lab("create", "--bundle", str(bundle), cid)
     try:
@@ -223,6 +228,9 @@ def test_exec_pause_and_the_process_fields(scratch: Path) -> None:
         done = lab("exec", "--process", str(scratch / "process.json"), cid, check=False)
         assert done.returncode == 4
         assert done.stdout.split() == ["0027", "0", "200"]
+        node = os.stat(f"/proc/{pid}/root/dev/lab-null")
+        assert (stat.S_ISCHR(node.st_mode), stat.S_IMODE(node.st_mode), node.st_uid, node.st_gid) == \
+            (True, 0o640, 7, 9) and node.st_rdev == os.makedev(1, 3)
         assert [int(p) for p in json.loads(lab("ps", "--format", "json", cid).stdout)] == [pid]
         if Path("/sys/fs/cgroup/freezer/cgroup.procs").exists():
             lab("pause", cid)

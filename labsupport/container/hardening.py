@@ -179,6 +179,18 @@ def _mount_mqueue(spec: Spec) -> None:
     _mount_system(spec, "/dev/mqueue", "mqueue", "mqueue")
 
 
+def _make_devices(spec: Spec) -> None:
+    """linux.devices: each node made as asked, with its owner and mode (the umask left out)."""
+    kinds = {"c": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+    for node in spec.devices:
+        os.makedirs(os.path.dirname(node.path), exist_ok=True)
+        if os.path.lexists(node.path):
+            os.unlink(node.path)  # the bundle's node wins over the runtime's default one
+        os.mknod(node.path, node.mode | kinds[node.kind], os.makedev(node.major, node.minor))
+        os.chmod(node.path, node.mode)
+        os.chown(node.path, node.uid, node.gid)
+
+
 def _mount_others(spec: Spec) -> None:
     """The bundle's kernel file systems at other places (a second proc, a sysfs ...), in its order."""
     for mount in spec.system_mounts.values():
@@ -297,6 +309,7 @@ ACTIONS: dict[str, Callable[[Inside], None]] = {
     "mount the cgroup file system": lambda inside: _mount_cgroups(inside.spec),
     "make a minimal /dev": lambda inside: _minimal_dev(inside.spec),
     "mount /dev/mqueue": lambda inside: _mount_mqueue(inside.spec),
+    "make the bundle's device nodes": lambda inside: _make_devices(inside.spec),
     "mount the bundle's other kernel file systems": lambda inside: _mount_others(inside.spec),
     "set the sysctls": lambda inside: _set_sysctls(inside.spec),
     "mask paths": lambda inside: _mask(inside.spec.masked_paths),

@@ -168,6 +168,9 @@ def _load_bundle(bundle: Path) -> tuple[dict[str, Any], Spec]:
         if not os.path.exists(path):
             raise LabError(f"linux.namespaces asks to join the {kind} namespace {path}, which does "
                            "not exist (its process ended?).")
+    if spec.devices and "user" in spec.namespaces:
+        raise LabError("linux.devices asks for device nodes in a user namespace, where none can be "
+                       "made: remove them, or the user namespace.")
     if "user" in spec.namespaces and "pid" in spec.namespaces:
         raise LabError("linux.namespaces asks for a user and a PID namespace together: the lab's "
                        "OCI runtime cannot yet leave such a container to the engine's subreaper; "

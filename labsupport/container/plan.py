@@ -98,6 +98,7 @@ _FIELDS = {
     "mount the cgroup file system": (AFTER_PIVOT, "mounts", "always (--cgroupns private: its own view)", "08"),
     "make a minimal /dev": (AFTER_PIVOT, "mounts", "--device adds more", "08, 10"),
     "mount /dev/mqueue": (AFTER_PIVOT, "mounts", "always (--ipc=host shares the host's)", "03"),
+    "make the bundle's device nodes": (AFTER_PIVOT, "linux.devices", "--device", "08"),
     "mount the bundle's other kernel file systems": (AFTER_PIVOT, "mounts", "--mount type=...", "05"),
     "set the sysctls": (AFTER_PIVOT, "linux.sysctl", "--sysctl", "03, 06"),
     "mask paths": (AFTER_PIVOT, "linux.maskedPaths", "--security-opt systempaths=unconfined lifts it", "10"),
@@ -225,6 +226,7 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: b
     system = spec.system_mounts
     after = ["give /proc the bundle's options"] if "/proc" in system and "mnt" in spec.namespaces else []
     after += _system_mounts(spec)
+    after += ["make the bundle's device nodes"] if spec.devices else []
     after += ["set the sysctls"] if spec.sysctl else []
     after += ["mask paths", "make paths read-only"]
     after += ["make the root read-only"] if spec.root_readonly else []

@@ -41,7 +41,7 @@ _KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "a
 _KNOWN_PROCESS = {"args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "terminal",
                   "rlimits", "consoleSize", "oomScoreAdj"}
 _KNOWN_LINUX = {"namespaces", "resources", "maskedPaths", "readonlyPaths", "uidMappings",
-                "gidMappings", "cgroupsPath", "seccomp", "sysctl"}
+                "gidMappings", "cgroupsPath", "seccomp", "sysctl", "devices"}
 #: The hooks the lab runs (labsupport.container.oci), each by the verb the spec gives it to.
 HOOKS = ("prestart", "createRuntime", "poststart", "poststop")
 #: The sysctl prefixes that belong to a container's own namespaces (IPC, network, UTS): any
@@ -89,6 +89,19 @@ class Resources:
     devices: DevicePolicy = field(default_factory=default_devices)
 
 
+@dataclass(frozen=True)
+class Device:
+    """A node of linux.devices, made in the container's /dev (``docker run --device``)."""
+
+    path: str
+    kind: str          # c (or u), b, p
+    major: int = 0
+    minor: int = 0
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
 @dataclass
 class Mount:
     destination: str
@@ -133,6 +146,7 @@ class Spec:
     #: Existing namespaces to join instead of making new ones: /proc/PID/ns kind -> file
     #: (linux.namespaces[].path: podman's pods share a network, IPC and UTS namespace so).
     join: dict[str, str] = field(default_factory=dict)
+    devices: tuple[Device, ...] = ()
 
     def wants_mount(self, destination: str) -> bool:
         """Is this system mount made: asked for by the bundle, or by default (all but the cgroups)?"""
@@ -187,6 +201,9 @@ class Spec:
             out["process"]["oomScoreAdj"] = self.oom_score_adj
         if self.sysctl:
             linux["sysctl"] = dict(self.sysctl)
+        if self.devices:
+            linux["devices"] = [{"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor,
+                                 "fileMode": d.mode, "uid": d.uid, "gid": d.gid} for d in self.devices]
         if self.hooks:
             out["hooks"] = self.hooks
         if self.hostname:
@@ -342,6 +359,26 @@ def _sysctl(data: Any) -> dict[str, str]:
     return dict(data)
 
 
+def _device_nodes(entries: Any) -> tuple[Device, ...]:
+    where = "linux.devices"
+    nodes = []
+    for entry in _type(entries, list, where, "a list"):
+        _type(entry, dict, where, "a list of objects")
+        path = _type(entry.get("path"), str, f"{where}[].path", "a path")
+        if not path.startswith("/dev/") or ".." in path.split("/"):
+            raise LabError(f"config.json {where} path {path!r}: this lab runtime makes device nodes "
+                           "only under /dev.")
+        kind = {"u": "c"}.get(entry.get("type"), entry.get("type"))
+        if kind not in ("c", "b", "p"):
+            raise LabError(f"config.json {where} {path} has type {entry.get('type')!r}: use c, u, b or p.")
+        numbers = {k: _type(entry.get(k, 0), int, f"{where}[{path}].{k}", "a whole number")
+                   for k in ("major", "minor", "uid", "gid")}
+        mode = _type(entry.get("fileMode", 0o666), int, f"{where}[{path}].fileMode", "a whole number")
+        nodes.append(Device(path, kind, numbers["major"], numbers["minor"], mode & 0o7777,
+                            numbers["uid"], numbers["gid"]))
+    return tuple(nodes)
+
+
 def _hooks(data: Any) -> dict[str, list[dict[str, Any]]]:
     _type(data, dict, "hooks", "an object")
     hooks = {}
@@ -452,6 +489,10 @@ def parse(data: Any) -> Spec:
         spec.namespaces, spec.join = _namespaces(linux["namespaces"])
     spec.resources = _resources(linux.get("resources", {}), unsupported)
     spec.sysctl = _sysctl(linux.get("sysctl", {}))
+    spec.devices = _device_nodes(linux.get("devices", []))
+    for node in spec.devices:  # as runc does: a node the bundle makes, the container may open
+        if node.kind in ("c", "b"):
+            spec.resources.devices.allow(DeviceRule(node.kind, node.major, node.minor, "rwm"))
     for key, attr in (("maskedPaths", "masked_paths"), ("readonlyPaths", "readonly_paths")):
         if key in linux:
             paths = _type(linux[key], list, f"linux.{key}", "a list")
