@@ -34,7 +34,7 @@ _PUBLIC = {
 
 #: The packages that make a kind of thing of their own register it with ownership's
 #: registry when imported; clean() imports them all first, so it misses none.
-_OWNERS = ("labsupport.container.runtime", "labsupport.namespaces.ipc",
+_OWNERS = ("labsupport.container.runtime", "labsupport.container.oci", "labsupport.namespaces.ipc",
            "labsupport.images.store", "labsupport.vm.background")
 
 

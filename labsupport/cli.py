@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     from labsupport.container.cli import register as register_container_commands
 
     register_container_commands(add)
+    oci = add("oci", _oci, "The lab's runtime behind runc's command line, for engines: "
+              "`oci create --bundle DIR ID`, start, state, kill, delete, exec, ps, pause, resume, features.")
+    oci.add_argument("oci_args", nargs=argparse.REMAINDER, help="runc's flags and verb")
     image = add("image", lambda args: image.print_help() or 2,
                 "Images in the lab's store: import, ls, rm, export (see `image COMMAND --help`).")
     image_commands = image.add_subparsers(dest="image_command", metavar="IMAGE_COMMAND")
@@ -289,7 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _oci(args: argparse.Namespace) -> int:
+    from labsupport.container import oci
+
+    return oci.main(args.oci_args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["oci"]:
+        # An engine runs this once per verb: straight to the runtime, without the lab's parser.
+        from labsupport.container import oci
+
+        return oci.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

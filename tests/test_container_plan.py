@@ -20,7 +20,7 @@ def test_every_step_names_a_field_the_parser_accepts() -> None:
 def test_the_field_check_can_fail() -> None:
     """The hand-written table this replaced named linux.rootfsPropagation, which parse refuses."""
     assert not specs.accepts("linux.rootfsPropagation")
-    assert not specs.accepts("linux.sysctl")
+    assert not specs.accepts("linux.intelRdt")
     assert specs.accepts("linux.resources.memory.limit") and specs.accepts("process.noNewPrivileges")
 
 

@@ -92,12 +92,12 @@ def test_wrong_inputs_are_one_sentence(change, words):
 
 def test_unsupported_fields_are_named_not_ignored():
     def add(d):
-        d["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+        d["linux"]["intelRdt"] = {"closID": "x"}
         d["process"]["apparmorProfile"] = "x"
     with pytest.raises(LabError) as caught:
         spec.parse(_with(add))
     message = str(caught.value)
-    for field in ("linux.sysctl", "process.apparmorProfile"):
+    for field in ("linux.intelRdt", "process.apparmorProfile"):
         assert field in message
     assert "run under runc" in message
 

@@ -14,8 +14,7 @@ the plan takes their names and order from there.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +48,7 @@ class Plan:
     spec: Spec
     network: str
     steps: tuple[Step, ...]
+    detached: bool = False   # the first process outlives its starter (``labsupport oci create``)
 
     def names(self, where: str | None = None) -> list[str]:
         return [s.name for s in self.steps if where is None or s.where == where]
@@ -93,9 +93,14 @@ _FIELDS = {
     "make a PID namespace for the next child": (HOST, "linux.namespaces", "default; --pid=host", "04"),
     "fork the container's first process": (HOST, "process", "docker run", "-"),
     # the first process, after pivot_root (labsupport.container.hardening runs these)
+    "give /proc the bundle's options": (AFTER_PIVOT, "mounts", "(runc: /proc as the bundle says)", "04"),
     "mount /sys read-only": (AFTER_PIVOT, "mounts", "always", "10"),
+    "mount the cgroup file system": (AFTER_PIVOT, "mounts", "always (--cgroupns private: its own view)", "08"),
     "make a minimal /dev": (AFTER_PIVOT, "mounts", "--device adds more", "08, 10"),
     "mount /dev/mqueue": (AFTER_PIVOT, "mounts", "always (--ipc=host shares the host's)", "03"),
+    "make the bundle's device nodes": (AFTER_PIVOT, "linux.devices", "--device", "08"),
+    "mount the bundle's other kernel file systems": (AFTER_PIVOT, "mounts", "--mount type=...", "05"),
+    "set the sysctls": (AFTER_PIVOT, "linux.sysctl", "--sysctl", "03, 06"),
     "mask paths": (AFTER_PIVOT, "linux.maskedPaths", "--security-opt systempaths=unconfined lifts it", "10"),
     "make paths read-only": (AFTER_PIVOT, "linux.readonlyPaths", "the same flag", "10"),
     "make the root read-only": (AFTER_PIVOT, "root.readonly", "--read-only", "10"),
@@ -108,12 +113,37 @@ _FIELDS = {
     "publish ports on the host": (HOST, ENGINE, "-p 127.0.0.1:8080:80 (docker-proxy)", "06"),
     "give the go-ahead": (HOST, "", "(runc start)", "10"),
     # the first process: its identity, then exec (hardening again)
+    "set the resource limits": (AFTER_PIVOT, "process.rlimits", "--ulimit", "08"),
+    "set the OOM score": (AFTER_PIVOT, "process.oomScoreAdj", "--oom-score-adj", "08"),
     "set the user and groups": (AFTER_PIVOT, "process.user", "--user", "07"),
     "drop capabilities": (AFTER_PIVOT, "process.capabilities", "--cap-drop / --cap-add", "07, 10"),
     "set no_new_privs": (AFTER_PIVOT, "process.noNewPrivileges", "--security-opt no-new-privileges", "10"),
     "install the seccomp filter": (AFTER_PIVOT, "linux.seccomp", "default; --security-opt seccomp=unconfined", "10"),
     "exec the program": (AFTER_PIVOT, "process.args", "docker run IMAGE COMMAND", "10"),
 }
+
+
+#: The system mounts the steps above make by name; any other in a bundle is one of "the others".
+_STANDARD = {"/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"}
+
+
+def _system_mounts(spec: Spec) -> list[str]:
+    """The steps that mount /sys, its cgroups, /dev and /dev/mqueue (and any other kernel file
+    system) - in the bundle's order when it lists them, as runc mounts them in list order."""
+    in_user_ns = "user" in spec.namespaces
+    own_ipc = "ipc" in spec.namespaces or "ipc" in spec.join
+    others = [d for d in spec.system_mounts if d not in _STANDARD]
+    wanted = {"/sys": ("mount /sys read-only", spec.wants_mount("/sys") and not in_user_ns),
+              "/sys/fs/cgroup": ("mount the cgroup file system",
+                                 spec.wants_mount("/sys/fs/cgroup") and not in_user_ns),
+              "/dev": ("make a minimal /dev", True),
+              "/dev/mqueue": ("mount /dev/mqueue", own_ipc and spec.wants_mount("/dev/mqueue")),
+              others[0] if others else "": ("mount the bundle's other kernel file systems", bool(others))}
+    order = list(spec.system_mounts)
+    place = {dest: order.index(dest) if dest in order else len(order) for dest in wanted}
+    if not order:
+        place = {dest: i for i, dest in enumerate(wanted)}  # the lab's own order
+    return [name for dest, (name, asked) in sorted(wanted.items(), key=lambda item: place[item[0]]) if asked]
 
 
 def _step(name: str) -> Step:
@@ -139,54 +169,76 @@ def root_mounts(spec: Spec) -> list[process.RootMount]:
     return mounts
 
 
-def _request(spec: Spec) -> dict[str, Any]:
+def child_joins_cgroup(spec: Spec) -> bool:
+    """Does the first process move itself into its cgroup, first thing? Where it is PID 1 of a
+    namespace the shim made, the shim moves it - unless it must be in its group before it reads
+    /proc/self/cgroup (to mount /sys/fs/cgroup) or makes a cgroup namespace rooted there."""
+    return (not pid_namespace_from_host(spec) or "cgroup" in spec.namespaces
+            or spec.wants_mount("/sys/fs/cgroup"))
+
+
+def _request(spec: Spec, detached: bool) -> dict[str, Any]:
     """The child runner's request for this spec, but for the cgroup files (known once it exists)."""
     namespaces = set(spec.namespaces) - ({"pid"} if pid_namespace_from_host(spec) else set())
     return dict(namespaces=sorted(namespaces), root=spec.root, pivot="mnt" in namespaces,
+                outlive_parent=detached,
                 hostname=spec.hostname if "uts" in namespaces else None,
                 mount_proc="mnt" in namespaces, uid_map=spec.uid_map, gid_map=spec.gid_map,
                 propagation="slave" if "mnt" in namespaces else "private",
                 root_mounts=tuple(root_mounts(spec)))
 
 
-def isolation(spec: Spec, group_procs: Sequence[Path]) -> process.Isolation:
+def isolation(spec: Spec, group_procs: Sequence[Path], detached: bool = False,
+              stdio: tuple[int, int, int] | None = None, keep_fds: Sequence[int] = ()) -> process.Isolation:
     """What the shim asks the child runner for. Where the shim made the PID namespace it moves
-    the child into the cgroup itself; otherwise the child joins it, first thing."""
-    procs = () if pid_namespace_from_host(spec) else tuple(group_procs)
-    return dataclasses.replace(process.Isolation.make(cgroup_procs=procs, **_request(spec)),
-                               mark_steps=True)
+    the child into the cgroup itself; otherwise the child joins it, first thing. A detached
+    child (``labsupport oci``) outlives its starter and keeps the starter's ``stdio``;
+    ``keep_fds`` are the shim's pipes to it, kept when joining namespaces closes the rest."""
+    procs = tuple(group_procs) if child_joins_cgroup(spec) else ()
+    iso = process.Isolation.make(cgroup_procs=procs, stdio=stdio, **_request(spec, detached))
+    return replace(iso, enter=_joined(spec), keep_fds=tuple(keep_fds), mark_steps=True)
 
 
-def _before_pivot(spec: Spec) -> list[Step]:
+def _joined(spec: Spec) -> tuple[tuple[str, str], ...]:
+    """The bundle's namespaces to join, as the child runner's (kind, file) pairs."""
+    return tuple(sorted(spec.join.items()))
+
+
+def _before_pivot(spec: Spec, detached: bool) -> list[Step]:
     """The child runner's steps for this spec, by its own list: drawn without touching the kernel."""
-    request = _request(spec)
+    request = _request(spec, detached)
     request["namespaces"] = frozenset(request["namespaces"])
     request["root"] = Path(spec.root)
-    from_host = pid_namespace_from_host(spec)
-    model = process.Isolation(cgroup_procs=() if from_host else (Path("cgroup.procs"),), **request)
+    model = process.Isolation(cgroup_procs=(Path("cgroup.procs"),) if child_joins_cgroup(spec) else (),
+                              enter=_joined(spec), **request)
     return [Step(name, BEFORE_PIVOT, *_ENTER_ASKED_BY[name]) for name in process.steps_for(model)]
 
 
-def plan(spec: Spec, network: str = "bridge", publish: bool = False) -> Plan:
-    """The ordered steps that make ``spec`` a running container: only those it asks for."""
+def plan(spec: Spec, network: str = "bridge", publish: bool = False, detached: bool = False) -> Plan:
+    """The ordered steps that make ``spec`` a running container: only those it asks for.
+    ``detached``: the container outlives the process that creates it, as under ``runc create``."""
     from_host = pid_namespace_from_host(spec)
     net = "net" in spec.namespaces
     names = ["create the cgroup and set its limits"]
     names += ["make a PID namespace for the next child"] if from_host else []
     names += ["fork the container's first process"]
-    steps = [_step(n) for n in names] + _before_pivot(spec)
-    after = (["mount /sys read-only"] if "user" not in spec.namespaces else []) + ["make a minimal /dev"]
-    after += ["mount /dev/mqueue"] if "ipc" in spec.namespaces else []
+    steps = [_step(n) for n in names] + _before_pivot(spec, detached)
+    system = spec.system_mounts
+    after = ["give /proc the bundle's options"] if "/proc" in system and "mnt" in spec.namespaces else []
+    after += _system_mounts(spec)
+    after += ["make the bundle's device nodes"] if spec.devices else []
+    after += ["set the sysctls"] if spec.sysctl else []
     after += ["mask paths", "make paths read-only"]
     after += ["make the root read-only"] if spec.root_readonly else []
     after += ["bring up lo"] if net else []
-    after += ["say ready, wait for the host's go-ahead"]
     host = ["move the first process into the cgroup"] if from_host else []
     host += ["wait until it is ready"]
     host += ["plug into the lab bridge, with an address and /etc/hosts"] if net and network == "bridge" else []
     host += ["publish ports on the host"] if net and network == "bridge" and publish else []
     host += ["give the go-ahead"]
-    identity = ["set the user and groups"]
+    identity = ["set the resource limits"] if spec.rlimits else []
+    identity += ["set the OOM score"] if spec.oom_score_adj is not None else []
+    identity += ["set the user and groups"]
     if spec.seccomp is not None and not spec.no_new_privileges:
         # Without no_new_privs the kernel takes a filter only from a holder of CAP_SYS_ADMIN:
         # install it while the capabilities are still there (runc does the same).
@@ -195,9 +247,15 @@ def plan(spec: Spec, network: str = "bridge", publish: bool = False) -> Plan:
         identity += ["drop capabilities"]
         identity += ["set no_new_privs"] if spec.no_new_privileges else []
         identity += ["install the seccomp filter"] if spec.seccomp is not None else []
-    identity += ["exec the program"]
-    steps += [_step(n) for n in after + host + identity]
-    return Plan(spec, network, tuple(steps))
+    wait = ["say ready, wait for the host's go-ahead"]
+    if detached:
+        # As runc's init: the process is all it will be - user, capabilities, seccomp - while
+        # it waits in the created state; `start` only lets it exec.
+        order = after + identity + wait + host + ["exec the program"]
+    else:
+        order = after + wait + host + identity + ["exec the program"]
+    steps += [_step(n) for n in order]
+    return Plan(spec, network, tuple(steps), detached)
 
 
 def every_step() -> list[Step]:

@@ -41,12 +41,19 @@ BRIDGE = "labctr0"
 SUBNET = ipaddress.ip_network("10.89.0.0/22")  # 1021 containers: room to measure 500 at once
 
 
-def _cgroup(container_id: str, spec: Spec) -> Any:
-    """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2)."""
+def cgroup_name(container_id: str) -> str:
+    """lab<id>, cut to the 64 characters a lab group's name may have (an engine's ids are 64 long)."""
+    return f"lab{container_id}"[:64]
+
+
+def _cgroup(container_id: str, spec: Spec, every_controller: bool = False) -> Any:
+    """A group at <hierarchy>/lab/lab<id>, with the spec's limits (labsupport.cgroups maps v1/v2):
+    in the hierarchies of the controllers it limits, or - as runc does - of every one the lab knows."""
     res = spec.resources
     wanted = {"memory": res.memory, "cpu": res.cpu_quota or res.cpu_shares, "pids": res.pids,
               "io": res.io, "devices": True}
-    group = cgroups.create(f"lab{container_id}", [c for c, v in wanted.items() if v])
+    controllers = None if every_controller else [c for c, v in wanted.items() if v]
+    group = cgroups.create(cgroup_name(container_id), controllers)
     group.set_device_policy(res.devices)
     if res.memory is not None:
         group.limit_memory(res.memory)
@@ -207,10 +214,13 @@ class _Run:
     ready_r: int = -1
     go_w: int = -1
     exec_r: int = -1
+    stdio: tuple[int, int, int] | None = None  # labsupport oci: the caller's; None: /dev/null, the log
+    start_fifo: int = -1   # labsupport oci: the go-ahead comes through this fifo, from `start`
+    more_groups: tuple[Path, ...] = ()  # labsupport oci: cgroup.procs of groups it owns (the freezer)
 
 
 def _create_cgroup(run: _Run) -> None:
-    run.group = _cgroup(run.directory.name, run.spec)
+    run.group = _cgroup(run.directory.name, run.spec, every_controller=run.plan.detached)
     store.write_state(run.directory, cgroup=run.group.name)
 
 
@@ -225,11 +235,16 @@ def _make_pid_namespace(run: _Run) -> None:
 def _fork_first_process(run: _Run) -> None:
     """Fork the container; it takes the plan's steps up to "ready", then waits for the go-ahead."""
     spec, plan = run.spec, run.plan
-    log_fd = os.open(run.directory / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    log_fd = -1 if run.stdio else \
+        os.open(run.directory / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     run.ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    go_r, run.go_w = os.pipe2(os.O_CLOEXEC)
+    if run.start_fifo >= 0:
+        go_r = run.start_fifo
+    else:
+        go_r, run.go_w = os.pipe2(os.O_CLOEXEC)
     run.exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
-    iso = plans.isolation(spec, run.group.procs_files)
+    iso = plans.isolation(spec, [*run.group.procs_files, *run.more_groups], plan.detached, run.stdio,
+                          [fd for fd in (log_fd, ready_w, go_r, exec_w) if fd >= 0])
     if process.steps_for(iso) != plan.names(plans.BEFORE_PIVOT):
         raise LabError("The container's plan and the child runner disagree on the steps before "
                        "pivot_root: this is a bug in the lab.")
@@ -242,7 +257,8 @@ def _fork_first_process(run: _Run) -> None:
             os.close(run.own_pid_ns)
             run.own_pid_ns = -1
         for fd in [log_fd, ready_w, go_r, exec_w]:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
 
 def _move_into_cgroup(run: _Run) -> None:
@@ -250,7 +266,9 @@ def _move_into_cgroup(run: _Run) -> None:
     # and the two overlap. It cannot exec before "go", which comes after.
     try:
         run.group.add(run.child.pid)  # type: ignore[union-attr]
-    except LabError:
+        for procs in run.more_groups:
+            procs.write_text(str(run.child.pid))  # type: ignore[union-attr]
+    except (LabError, OSError):
         pass  # it ended already: its own error is read when it is not ready
 
 
@@ -308,6 +326,34 @@ def _init_pid(child: process.Child) -> int:
 def container_plan(state: dict[str, Any], spec: Spec) -> Plan:
     """The plan of the container a state.json describes."""
     return plans.plan(spec, state.get("network", "bridge"), publish=bool(state.get("publish")))
+
+
+def create_waiting(directory: Path, spec: Spec, stdio: tuple[int, int, int], start_fifo: int,
+                   more_groups: tuple[Path, ...] = ()) -> Plan:
+    """``labsupport oci create``: the plan's host steps up to the go-ahead, and no shim.
+
+    The first process is left waiting, its namespaces and mounts made, on
+    ``start_fifo`` (a FIFO's read end): ``start`` writes the go-ahead into it. It
+    keeps the caller's ``stdio`` and outlives the caller, whose orphan it becomes
+    for the engine's subreaper (conmon) or init to reap - as runc's is.
+    """
+    run = _Run(directory, spec, plans.plan(spec, "none", detached=True), stdio=stdio,
+               start_fifo=start_fifo, more_groups=more_groups)
+    try:
+        for name in run.plan.names(plans.HOST):
+            if name == "give the go-ahead":
+                break
+            HOST_ACTIONS[name](run)
+    except BaseException:
+        if run.child is not None:
+            run.child.kill()
+            run.child.wait(5)
+        undo_host_side(store.read_state(directory))
+        raise
+    finally:
+        if run.exec_r >= 0:
+            os.close(run.exec_r)
+    return run.plan
 
 
 def supervise(directory: Path, report_w: int) -> int:

@@ -7,14 +7,19 @@ listed in ``ACCEPTED_UNUSED`` with the reason), or named in a refusal.
 What ``runc spec`` writes by default parses once ``process.terminal`` is
 false (this runtime has no terminal: output goes to the container's log).
 
-Accepted on purpose but not acted on, because runc's defaults for them
-change nothing a learner would notice here: ``process.rlimits`` (only
-RLIMIT_NOFILE 1024), ``process.consoleSize`` (needs a terminal), and ``linux.cgroupsPath`` (the lab always puts a container's
-group at <hierarchy>/lab/lab<id>: a bundle's path could name a group the lab
-does not own). ``linux.seccomp`` is taken as a deny-list (see
-labsupport.container.seccomp); an allow-list is refused. Refused by name: sysctl,
-apparmor/selinux, blockIO weights and IOPS caps (its bandwidth caps are
-used), namespace paths, mount types other than tmpfs and bind.
+Accepted on purpose but not acted on: ``process.consoleSize`` (needs a
+terminal) and ``linux.cgroupsPath`` (the lab always puts a container's group
+at <hierarchy>/lab/lab<id>: a bundle's path could name a group the lab does not
+own). ``linux.seccomp`` is taken as a deny-list (see
+labsupport.container.seccomp); an allow-list is refused. Acted on since the
+lab's runtime took runc's command line (labsupport.container.oci): every
+mount type a bundle from ``runc spec`` or podman holds, ``process.rlimits``,
+``process.user`` with additionalGids and umask, ``process.oomScoreAdj``,
+namespaced ``linux.sysctl`` keys, ``hooks`` (prestart, createRuntime,
+poststart, poststop) and ``linux.namespaces[].path`` for the network, IPC,
+UTS and cgroup namespaces. Refused by name: apparmor/selinux, blockIO weights
+and IOPS caps (its bandwidth caps are used), the other hooks, joining a PID,
+mount or user namespace, sysctls that are the whole host's.
 """
 from __future__ import annotations
 
@@ -32,11 +37,18 @@ from labsupport.kernel.errors import LabError
 NAMESPACES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt",
               "user": "user", "cgroup": "cgroup"}
 
-_KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations"}
+_KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations", "hooks"}
 _KNOWN_PROCESS = {"args", "env", "cwd", "user", "capabilities", "noNewPrivileges", "terminal",
-                  "rlimits", "consoleSize"}
+                  "rlimits", "consoleSize", "oomScoreAdj"}
 _KNOWN_LINUX = {"namespaces", "resources", "maskedPaths", "readonlyPaths", "uidMappings",
-                "gidMappings", "cgroupsPath", "seccomp"}
+                "gidMappings", "cgroupsPath", "seccomp", "sysctl", "devices"}
+#: The hooks the lab runs (labsupport.container.oci), each by the verb the spec gives it to.
+HOOKS = ("prestart", "createRuntime", "poststart", "poststop")
+#: The sysctl prefixes that belong to a container's own namespaces (IPC, network, UTS): any
+#: other key would change the whole host, so it is refused, as runc refuses it.
+NAMESPACED_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                      "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+                      "fs.mqueue.", "net.", "kernel.domainname", "kernel.hostname")
 _KNOWN_RESOURCES = {"memory", "cpu", "pids", "blockIO", "devices"}
 
 #: Docker's default capability set, which the lab's `run` gives an image's container. (A bundle
@@ -77,6 +89,19 @@ class Resources:
     devices: DevicePolicy = field(default_factory=default_devices)
 
 
+@dataclass(frozen=True)
+class Device:
+    """A node of linux.devices, made in the container's /dev (``docker run --device``)."""
+
+    path: str
+    kind: str          # c (or u), b, p
+    major: int = 0
+    minor: int = 0
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
 @dataclass
 class Mount:
     destination: str
@@ -107,6 +132,27 @@ class Spec:
     uid_map: str | None = None
     gid_map: str | None = None
     seccomp: seccomp_profiles.Profile | None = None
+    additional_gids: tuple[int, ...] = ()
+    umask: int | None = None
+    #: (RLIMIT_NAME, soft, hard), set before exec.
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    oom_score_adj: int | None = None
+    sysctl: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: The bundle's entries for the file systems the runtime mounts after pivot_root (/proc,
+    #: /sys, /dev ... and any proc, sysfs, devpts, mqueue or cgroup mount), by destination.
+    #: Empty: the lab's own defaults (/proc, /sys, /dev with pts and shm, /dev/mqueue).
+    system_mounts: dict[str, Mount] = field(default_factory=dict)
+    #: Existing namespaces to join instead of making new ones: /proc/PID/ns kind -> file
+    #: (linux.namespaces[].path: podman's pods share a network, IPC and UTS namespace so).
+    join: dict[str, str] = field(default_factory=dict)
+    devices: tuple[Device, ...] = ()
+
+    def wants_mount(self, destination: str) -> bool:
+        """Is this system mount made: asked for by the bundle, or by default (all but the cgroups)?"""
+        if not self.system_mounts:
+            return destination != "/sys/fs/cgroup"
+        return destination in self.system_mounts
 
     def to_json(self) -> dict[str, Any]:
         """The config.json this spec stands for (written into the container's state dir)."""
@@ -127,7 +173,8 @@ class Spec:
             resources["blockIO"] = {key: rules for key, rules in throttles.items() if rules}
         resources["devices"] = _devices_to_json(res.devices)
         linux: dict[str, Any] = {
-            "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces],
+            "namespaces": [{"type": t} for t, ours in NAMESPACES.items() if ours in self.namespaces]
+            + [{"type": t, "path": self.join[ours]} for t, ours in NAMESPACES.items() if ours in self.join],
             "resources": resources, "maskedPaths": list(self.masked_paths),
             "readonlyPaths": list(self.readonly_paths)}
         if self.seccomp is not None:
@@ -138,20 +185,41 @@ class Spec:
                 linux[key] = [{"containerID": inside, "hostID": outside, "size": size}]
         out: dict[str, Any] = {
             "ociVersion": "1.0.2",
-            "process": {"terminal": False, "user": {"uid": self.uid, "gid": self.gid},
+            "process": {"terminal": False, "user": self._user_json(),
                         "args": self.args, "env": self.env, "cwd": self.cwd,
                         "capabilities": {k: list(self.capabilities) for k in
                                          ("bounding", "effective", "permitted")},
                         "noNewPrivileges": self.no_new_privileges},
             "root": {"path": self.root, "readonly": self.root_readonly},
             "mounts": [{"destination": m.destination, "type": m.type, "source": m.source,
-                        "options": m.options} for m in self.mounts],
+                        "options": m.options} for m in [*self.system_mounts.values(), *self.mounts]],
             "linux": linux}
+        if self.rlimits:
+            out["process"]["rlimits"] = [{"type": t, "soft": soft, "hard": hard}
+                                         for t, soft, hard in self.rlimits]
+        if self.oom_score_adj is not None:
+            out["process"]["oomScoreAdj"] = self.oom_score_adj
+        if self.sysctl:
+            linux["sysctl"] = dict(self.sysctl)
+        if self.devices:
+            linux["devices"] = [{"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor,
+                                 "fileMode": d.mode, "uid": d.uid, "gid": d.gid} for d in self.devices]
+        if self.hooks:
+            out["hooks"] = self.hooks
         if self.hostname:
             out["hostname"] = self.hostname
         if self.seccomp is not None and self.seccomp.no_new_namespaces:
             out["annotations"] = {seccomp_profiles.NO_NEW_NAMESPACES: "true"}
         return out
+
+
+    def _user_json(self) -> dict[str, Any]:
+        user: dict[str, Any] = {"uid": self.uid, "gid": self.gid}
+        if self.additional_gids:
+            user["additionalGids"] = list(self.additional_gids)
+        if self.umask is not None:
+            user["umask"] = self.umask
+        return user
 
 
 def accepts(field: str) -> bool:
@@ -263,6 +331,70 @@ def _throttles(block: dict[str, Any]) -> dict[str, tuple[int | None, int | None]
     return {device: (rates[0], rates[1]) for device, rates in io.items()}
 
 
+def _rlimits(entries: Any) -> tuple[tuple[str, int, int], ...]:
+    import resource
+    where = "process.rlimits"
+    found = []
+    for entry in _type(entries, list, where, "a list"):
+        _type(entry, dict, where, "a list of objects")
+        kind = _type(entry.get("type"), str, f"{where}[].type", "a name such as RLIMIT_NOFILE")
+        if not kind.startswith("RLIMIT_") or not hasattr(resource, kind):
+            raise LabError(f"config.json {where} names {kind!r}, which is no resource limit: "
+                           "use names such as RLIMIT_NOFILE (getrlimit(2) lists them).")
+        soft, hard = (_type(entry.get(k), int, f"{where}[{kind}].{k}", "a whole number")
+                      for k in ("soft", "hard"))
+        if soft > hard:
+            raise LabError(f"config.json {where} {kind} has soft {soft} above hard {hard}.")
+        found.append((kind, soft, hard))
+    return tuple(found)
+
+
+def _sysctl(data: Any) -> dict[str, str]:
+    _type(data, dict, "linux.sysctl", "an object")
+    for key, value in data.items():
+        _type(value, str, f"linux.sysctl.{key}", "a string")
+        if not key.startswith(NAMESPACED_SYSCTLS) or "/" in key or ".." in key:
+            raise LabError(f"config.json linux.sysctl.{key} would change the whole host, not only "
+                           "the container (it belongs to no namespace of it): remove it.")
+    return dict(data)
+
+
+def _device_nodes(entries: Any) -> tuple[Device, ...]:
+    where = "linux.devices"
+    nodes = []
+    for entry in _type(entries, list, where, "a list"):
+        _type(entry, dict, where, "a list of objects")
+        path = _type(entry.get("path"), str, f"{where}[].path", "a path")
+        if not path.startswith("/dev/") or ".." in path.split("/"):
+            raise LabError(f"config.json {where} path {path!r}: this lab runtime makes device nodes "
+                           "only under /dev.")
+        kind = {"u": "c"}.get(entry.get("type"), entry.get("type"))
+        if kind not in ("c", "b", "p"):
+            raise LabError(f"config.json {where} {path} has type {entry.get('type')!r}: use c, u, b or p.")
+        numbers = {k: _type(entry.get(k, 0), int, f"{where}[{path}].{k}", "a whole number")
+                   for k in ("major", "minor", "uid", "gid")}
+        mode = _type(entry.get("fileMode", 0o666), int, f"{where}[{path}].fileMode", "a whole number")
+        nodes.append(Device(path, kind, numbers["major"], numbers["minor"], mode & 0o7777,
+                            numbers["uid"], numbers["gid"]))
+    return tuple(nodes)
+
+
+def _hooks(data: Any) -> dict[str, list[dict[str, Any]]]:
+    _type(data, dict, "hooks", "an object")
+    hooks = {}
+    for kind, entries in data.items():
+        if kind not in HOOKS:
+            raise LabError(f"config.json asks for {kind} hooks, which this lab runtime does not "
+                           f"run (it runs {', '.join(HOOKS)}): remove them or run under runc.")
+        for entry in _type(entries, list, f"hooks.{kind}", "a list"):
+            _type(entry, dict, f"hooks.{kind}", "a list of objects")
+            path = _type(entry.get("path"), str, f"hooks.{kind}[].path", "a path")
+            if not os.path.isabs(path):
+                raise LabError(f"config.json hooks.{kind} path {path!r} must be absolute.")
+        hooks[kind] = list(entries)
+    return hooks
+
+
 def _id_map(entries: Any, where: str) -> str | None:
     if not entries:
         return None
@@ -276,9 +408,15 @@ def _id_map(entries: Any, where: str) -> str | None:
     return "\n".join(lines)
 
 
-def _namespaces(entries: Any, unsupported: list[str]) -> list[str]:
+#: Namespaces a bundle may join by path. A PID namespace joined would put a process between the
+#: container and its engine; a mount or user namespace joined would undo the root and the maps.
+JOINABLE = ("network", "ipc", "uts", "cgroup")
+
+
+def _namespaces(entries: Any) -> tuple[list[str], dict[str, str]]:
+    """linux.namespaces: the kinds to make, and {kind: path} of those to join."""
     _type(entries, list, "linux.namespaces", "a list")
-    names = []
+    names, join = [], {}
     for entry in entries:
         _type(entry, dict, "linux.namespaces", "a list of objects")
         kind = entry.get("type")
@@ -286,9 +424,14 @@ def _namespaces(entries: Any, unsupported: list[str]) -> list[str]:
             raise LabError(f"config.json names an unknown namespace {kind!r}: "
                            f"use one of {', '.join(NAMESPACES)}.")
         if entry.get("path"):
-            unsupported.append(f"linux.namespaces[{kind}].path")
-        names.append(NAMESPACES[kind])
-    return names
+            if kind not in JOINABLE:
+                raise LabError(f"config.json linux.namespaces[{kind}].path asks to join an existing "
+                               f"{kind} namespace: this lab runtime joins only {', '.join(JOINABLE)} "
+                               "ones; remove the path or run under runc.")
+            join[NAMESPACES[kind]] = _type(entry["path"], str, f"linux.namespaces[{kind}].path", "a path")
+        else:
+            names.append(NAMESPACES[kind])
+    return names, join
 
 
 def _capabilities(data: Any) -> tuple[str, ...]:
@@ -312,9 +455,20 @@ def parse(data: Any) -> Spec:
     if not args or not all(isinstance(a, str) for a in args):
         raise LabError("config.json field process.args must be a non-empty list of strings.")
     user = _type(proc.get("user", {}), dict, "process.user", "an object")
-    if user.get("additionalGids") or user.get("umask") is not None:
-        unsupported.append("process.user.additionalGids/umask")
+    unsupported += [f"process.user.{k}" for k in user if k not in ("uid", "gid", "additionalGids", "umask")]
     spec = Spec(args=list(args))
+    spec.additional_gids = tuple(_type(g, int, "process.user.additionalGids", "a list of whole numbers")
+                                 for g in _type(user.get("additionalGids", []), list,
+                                                "process.user.additionalGids", "a list"))
+    if user.get("umask") is not None:
+        spec.umask = _type(user["umask"], int, "process.user.umask", "a whole number")
+    spec.rlimits = _rlimits(proc.get("rlimits", []))
+    if proc.get("oomScoreAdj") is not None:
+        spec.oom_score_adj = _type(proc["oomScoreAdj"], int, "process.oomScoreAdj", "a whole number")
+        if not -1000 <= spec.oom_score_adj <= 1000:
+            raise LabError(f"config.json process.oomScoreAdj is {spec.oom_score_adj}: "
+                           "it must be between -1000 and 1000.")
+    spec.hooks = _hooks(data.get("hooks", {}))
     spec.env = list(_type(proc.get("env", spec.env), list, "process.env", "a list"))
     spec.cwd = _type(proc.get("cwd", "/"), str, "process.cwd", "a string")
     spec.uid = _type(user.get("uid", 0), int, "process.user.uid", "a whole number")
@@ -328,12 +482,17 @@ def parse(data: Any) -> Spec:
     spec.root_readonly = _type(root.get("readonly", False), bool, "root.readonly", "true or false")
     if "hostname" in data:
         spec.hostname = _type(data["hostname"], str, "hostname", "a string")
-    spec.mounts = _mounts(data.get("mounts", []))
+    spec.mounts, spec.system_mounts = _mounts(data.get("mounts", []))
     linux = _type(data.get("linux", {}), dict, "linux", "an object")
     unsupported += _unknown(linux, _KNOWN_LINUX, "linux.")
     if "namespaces" in linux:
-        spec.namespaces = _namespaces(linux["namespaces"], unsupported)
+        spec.namespaces, spec.join = _namespaces(linux["namespaces"])
     spec.resources = _resources(linux.get("resources", {}), unsupported)
+    spec.sysctl = _sysctl(linux.get("sysctl", {}))
+    spec.devices = _device_nodes(linux.get("devices", []))
+    for node in spec.devices:  # as runc does: a node the bundle makes, the container may open
+        if node.kind in ("c", "b"):
+            spec.resources.devices.allow(DeviceRule(node.kind, node.major, node.minor, "rwm"))
     for key, attr in (("maskedPaths", "masked_paths"), ("readonlyPaths", "readonly_paths")):
         if key in linux:
             paths = _type(linux[key], list, f"linux.{key}", "a list")
@@ -354,28 +513,67 @@ def parse(data: Any) -> Spec:
     return spec
 
 
-#: Mounts the runtime makes itself (proc, sys, a minimal /dev); the bundle's entries for them are
-#: recognised and not doubled. Other entries: tmpfs and bind mounts.
+#: Mounts the runtime makes itself after pivot_root, with the bundle's options: at these
+#: destinations, and any mount of the kernel's own file systems. (A bind at /dev/shm - podman's
+#: shared memory - gives way to a fresh tmpfs: /dev is mounted after the binds.)
 _OWN_MOUNTS = {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"}
+KERNEL_FILE_SYSTEMS = ("proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2")
 
 
-def _mounts(entries: Any) -> list[Mount]:
+def _mounts(entries: Any) -> tuple[list[Mount], dict[str, Mount]]:
+    """The bundle's mounts: (binds and tmpfs made before pivot_root, system mounts made after)."""
     _type(entries, list, "mounts", "a list")
-    mounts = []
+    mounts, system = [], {}
     for entry in entries:
         _type(entry, dict, "mounts", "a list of objects")
         dest = _type(entry.get("destination"), str, "mounts[].destination", "a path")
-        if dest in _OWN_MOUNTS:
-            continue
-        kind = entry.get("type", "bind")
+        kind = _type(entry.get("type", "bind"), str, f"mounts[{dest}].type", "a file system type")
         options = _type(entry.get("options", []), list, f"mounts[{dest}].options", "a list")
-        if kind not in ("tmpfs", "bind") and "bind" not in options and "rbind" not in options:
-            raise LabError(f"config.json mount {dest} has type {kind!r}: this lab runtime "
-                           "mounts only tmpfs and bind mounts there; remove it or run under runc.")
-        mounts.append(Mount(dest, "bind" if "bind" in options or "rbind" in options else kind,
-                            _type(entry.get("source", kind), str, f"mounts[{dest}].source", "a path"),
-                            options))
-    return mounts
+        source = _type(entry.get("source", kind), str, f"mounts[{dest}].source", "a path")
+        is_bind = kind == "bind" or "bind" in options or "rbind" in options
+        if dest in _OWN_MOUNTS or kind in KERNEL_FILE_SYSTEMS:
+            if is_bind and dest == "/dev/shm":
+                kind, source = "tmpfs", "shm"
+                options = [o for o in options if o not in ("bind", "rbind")] + ["mode=1777", "size=65536k"]
+            _check_options(dest, options)
+            system[dest] = Mount(dest, kind, source, options)
+            continue
+        if kind != "tmpfs" and not is_bind:
+            raise LabError(f"config.json mount {dest} has type {kind!r}: this lab runtime mounts "
+                           f"{', '.join(KERNEL_FILE_SYSTEMS)}, tmpfs and bind mounts; remove it or "
+                           "run under runc.")
+        mounts.append(Mount(dest, "bind" if is_bind else kind, source, options))
+    return mounts, system
+
+
+#: Mount options that are flags of mount(2); any other option goes to the file system as data.
+MOUNT_FLAGS = {"ro": 1, "rw": 0, "nosuid": 2, "suid": 0, "nodev": 4, "dev": 0, "noexec": 8,
+               "exec": 0, "sync": 16, "dirsync": 128, "noatime": 1024, "nodiratime": 2048,
+               "relatime": 1 << 21, "strictatime": 1 << 24, "atime": 0, "diratime": 0, "async": 0}
+#: Propagation options: each system mount is private to the container already (its mount
+#: namespace is made slave or private first), so these change nothing there.
+PROPAGATION_OPTIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared",
+                       "unbindable", "runbindable")
+
+
+def _check_options(destination: str, options: list[Any]) -> None:
+    for option in options:
+        _type(option, str, f"mounts[{destination}].options", "a list of strings")
+        if option in ("bind", "rbind", "remount", "mand", "nomand"):
+            raise LabError(f"config.json mount {destination} has the option {option!r}, which "
+                           "this lab runtime does not apply to a system mount: remove it.")
+
+
+def mount_flags(options: list[str]) -> tuple[int, str]:
+    """A mount's options as mount(2) takes them: (flags, data) - ["nosuid", "mode=755"] ->
+    (MS_NOSUID, "mode=755")."""
+    flags, data = 0, []
+    for option in options:
+        if option in MOUNT_FLAGS:
+            flags |= MOUNT_FLAGS[option]
+        elif option not in PROPAGATION_OPTIONS:
+            data.append(option)
+    return flags, ",".join(data)
 
 
 def load(bundle: str | os.PathLike, detached: bool = False) -> Spec:

@@ -77,6 +77,11 @@ class Isolation:
     ``mark_steps`` writes each step into the caller's timeline
     (labsupport.process.timeline): a container's first process does; the
     helpers a shim forks on the way (to name a namespace, say) do not.
+    ``outlive_parent`` lets the child live on once its starter exits, as a
+    runtime's container does after ``runc create`` returns: no death signal,
+    and the orphan goes to whoever reaps orphans (an engine's subreaper, or
+    init). ``stdio`` gives the child these three descriptors as its stdin,
+    stdout and stderr instead of /dev/null and pipes back to the parent.
     """
 
     namespaces: frozenset[str] = frozenset()
@@ -92,6 +97,11 @@ class Isolation:
     propagation: str = "private"
     root_mounts: tuple["RootMount", ...] = ()
     mark_steps: bool = False
+    outlive_parent: bool = False
+    stdio: tuple[int, int, int] | None = None
+    #: Descriptors a child keeps when joining namespaces closes all others (a runtime's own
+    #: pipes to its container's first process).
+    keep_fds: tuple[int, ...] = ()
 
     @classmethod
     def make(cls, namespaces: Sequence[str] = (), root: str | os.PathLike | None = None,
@@ -100,7 +110,9 @@ class Isolation:
              enter: int | str | os.PathLike | None = None,
              enter_namespaces: Sequence[str] | None = None,
              cgroup_procs: Sequence[str | os.PathLike] = (),
-             propagation: str = "private", root_mounts: Sequence["RootMount"] = ()) -> "Isolation":
+             propagation: str = "private", root_mounts: Sequence["RootMount"] = (),
+             outlive_parent: bool = False,
+             stdio: tuple[int, int, int] | None = None) -> "Isolation":
         """Check the request before anything is forked, so errors come early and plain."""
         names = frozenset(namespaces)
         syscalls.namespace_flags(names)  # refuses unknown names
@@ -139,7 +151,8 @@ class Isolation:
         if root_mounts and (new_root is None or "mnt" not in names):
             raise LabError("Mounts into a new root need the root and a mount namespace ('mnt').")
         return cls(names, joined, new_root, pivot, hostname, mount_proc, uid_map, gid_map, cwd,
-                   procs, propagation, tuple(root_mounts))
+                   procs, propagation, tuple(root_mounts), outlive_parent=outlive_parent,
+                   stdio=stdio)
 
 
 def _namespaces_to_enter(target: int | str | os.PathLike,
@@ -300,7 +313,7 @@ _Action = Callable[[Isolation, _Pipes, int], None]
 #: request ask for it, what it does). ``_enter`` runs exactly this list; a container's plan
 #: (labsupport.container.plan) names its steps from it, so the two cannot disagree.
 ENTER_STEPS: tuple[tuple[str, Callable[[Isolation], bool], _Action], ...] = (
-    ("die with the parent", lambda iso: True,
+    ("die with the parent", lambda iso: not iso.outlive_parent,
      lambda iso, pipes, parent: _die_with_parent(parent)),
     ("join the cgroups", lambda iso: bool(iso.cgroup_procs),
      lambda iso, pipes, parent: _join_cgroups(iso.cgroup_procs)),
@@ -484,13 +497,17 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
             timeline.end()
         os.setpgid(0, 0)
         is_command = not callable(target)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)  # never the caller's terminal: a container could read from it
-        os.close(null)
-        os.dup2(pipes.out_w, 1)
-        os.dup2(pipes.err_w, 2)
+        if iso.stdio is not None:
+            for number, fd in enumerate(iso.stdio):
+                os.dup2(fd, number)
+        else:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)  # never the caller's terminal: a container could read from it
+            os.close(null)
+            os.dup2(pipes.out_w, 1)
+            os.dup2(pipes.err_w, 2)
         keep = {0, 1, 2, pipes.sync_w, pipes.go_r, pipes.result_w}
-        if not is_command:
+        if not is_command and iso.stdio is None:
             # ipykernel's sys.stdout talks to the kernel's sockets; give the
             # child plain pipes, and the parent prints what came through.
             sys.stdout = io.TextIOWrapper(os.fdopen(_dup_cloexec(pipes.out_w), "wb"), line_buffering=True)
@@ -500,7 +517,7 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
         if iso.enter:
             # Joining a container's namespaces: its root must find nothing of the caller's here -
             # no socket, file or pipe (CVE-2024-21626 leaked one), and no way into our memory.
-            _close_all_but(keep)
+            _close_all_but(keep | set(iso.keep_fds))
             syscalls.set_dumpable(False)
         _enter(iso, pipes, parent)
         if is_command:
@@ -520,6 +537,9 @@ def _child_main(target: Callable[[], Any] | Sequence[str], env: dict[str, str] |
         try:
             err.__traceback__ = None
             _send(pipes.result_w, ("error", err))
+        except BrokenPipeError:
+            # The starter is gone (it left us to run on, as `oci create` does): say it here.
+            os.write(2, f"{err}\n".encode(errors="replace"))
         except BaseException:
             traceback.print_exc()
         code = 127 if isinstance(err, LabError) else 1
