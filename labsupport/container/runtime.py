@@ -467,7 +467,7 @@ def remove(ref: str, force: bool = False) -> None:
         shim.unplug_if_ended(left)  # a reaper leaves the network to the lab's Python
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
-    shim.collect_shims()
+    shim.collect_shims(ending=left.get("shim_pid"))
 
 
 def start_phases(ref: str) -> list[timeline.Phase]:

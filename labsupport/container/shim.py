@@ -475,13 +475,19 @@ def launch(directory: Path) -> int:
     return report_r
 
 
-def collect_shims() -> None:
-    """Reap the shims this process forked whose containers have ended (no zombie stays)."""
+def collect_shims(ending: int | None = None, within: float = 5.0) -> None:
+    """Reap the shims this process forked whose containers have ended (no zombie stays);
+    ``ending`` is a shim just told to end: wait up to ``within`` seconds for it."""
+    deadline = time.monotonic() + within
     for pid in list(_LAUNCHED):
-        try:
-            ended = os.waitpid(pid, os.WNOHANG)[0] == pid
-        except ChildProcessError:
-            ended = True  # not ours to collect any more
+        while True:
+            try:
+                ended = os.waitpid(pid, os.WNOHANG)[0] == pid
+            except ChildProcessError:
+                ended = True  # not ours to collect any more
+            if ended or pid != ending or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
         if ended:
             _LAUNCHED.remove(pid)
 
