@@ -467,7 +467,7 @@ def remove(ref: str, force: bool = False) -> None:
         shim.unplug_if_ended(left)  # a reaper leaves the network to the lab's Python
     _release_root(directory)
     shutil.rmtree(directory, ignore_errors=True)
-    shim.collect_shims(ending=left.get("shim_pid"))
+    shim.collect_shims(ending=[left.get("shim_pid")])
 
 
 def start_phases(ref: str) -> list[timeline.Phase]:
@@ -518,7 +518,7 @@ def _clean(report: ownership.CleanReport) -> None:
     # First of all kinds: a container's shim undoes its own network, ports and cgroup.
     for name in clean_all():
         report.note("containers", name)
-    shim.collect_shims()
+    shim.collect_shims(ending=shim.launched())
 
 
 ownership.register_kind("containers", 10, _clean)

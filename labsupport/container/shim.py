@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from labsupport import cgroups, ownership, process
 from labsupport.container import hardening, store
@@ -475,9 +475,11 @@ def launch(directory: Path) -> int:
     return report_r
 
 
-def collect_shims(ending: int | None = None, within: float = 5.0) -> None:
+def collect_shims(ending: Iterable[int | None] = (), within: float = 5.0) -> None:
     """Reap the shims this process forked whose containers have ended (no zombie stays);
-    ``ending`` is a shim just told to end: wait up to ``within`` seconds for it."""
+    ``ending`` are shims just told to end (``launched()`` for all): wait up to ``within``
+    seconds for them."""
+    ending = set(ending)
     deadline = time.monotonic() + within
     for pid in list(_LAUNCHED):
         while True:
@@ -485,11 +487,16 @@ def collect_shims(ending: int | None = None, within: float = 5.0) -> None:
                 ended = os.waitpid(pid, os.WNOHANG)[0] == pid
             except ChildProcessError:
                 ended = True  # not ours to collect any more
-            if ended or pid != ending or time.monotonic() > deadline:
+            if ended or pid not in ending or time.monotonic() > deadline:
                 break
             time.sleep(0.005)
         if ended:
             _LAUNCHED.remove(pid)
+
+
+def launched() -> list[int]:
+    """The shims this process forked and has not collected yet."""
+    return list(_LAUNCHED)
 
 
 def _become_shim(directory: Path, report_w: int) -> None:
