@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import platform
 import sys
 
 from labsupport.kernel.errors import KernelError, LabError, describe_errno
@@ -63,7 +64,7 @@ AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
 def machine() -> str:
     """This machine's architecture, if the lab knows its numbers; one plain sentence if not."""
-    name = os.uname().machine
+    name = platform.machine()
     if name not in SYSCALL_NUMBERS:
         raise LabError(f"The lab knows system call numbers for {' and '.join(SYSCALL_NUMBERS)}, "
                        f"not for {name}: run it on one of those.")
