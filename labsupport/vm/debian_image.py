@@ -140,9 +140,18 @@ def add_user(root: Path, name: str, public_key: str, sudo: bool = True) -> None:
         sudoers.chmod(0o440)
 
 
-def debootstrap(root: Path, packages: Sequence[str], progress: Callable[[str], None]) -> None:
-    """Unpack Debian into ``root``, telling ``progress`` what debootstrap is doing."""
-    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+def debootstrap(root: Path, packages: Sequence[str], progress: Callable[[str], None],
+                foreign_arch: Optional[str] = None) -> None:
+    """Unpack Debian into ``root``, telling ``progress`` what debootstrap is doing.
+
+    With ``foreign_arch`` (a Debian name such as ``arm64``) only the first
+    stage runs: debootstrap downloads every package and unpacks the essential
+    ones, but configures nothing, since that would mean running the other
+    architecture's programs here. The second stage runs inside that
+    architecture's guest (``foreign``).
+    """
+    foreign = ["--foreign", f"--arch={foreign_arch}"] if foreign_arch else []
+    argv = ["debootstrap", *foreign, "--variant=minbase", f"--include={','.join(packages)}",
             SUITE, str(root), apt_mirror()]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
         lines: list[str] = []

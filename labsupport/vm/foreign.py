@@ -1,0 +1,357 @@
+"""A guest of another architecture (an aarch64 Debian on an x86_64 host), built without running it here.
+
+To prove the lab on an ARM machine without owning one, the lab boots an
+aarch64 kernel under QEMU's TCG, which translates every ARM instruction into
+host code. That guest needs a userland of its own - the host's programs are
+x86 code - and the host must build it without ever running an ARM program
+(that would need a binfmt handler registered in the host kernel, which the
+lab does not touch). So every step either only *downloads and unpacks*, or
+runs inside the guest:
+
+1. ``debootstrap --foreign --arch=arm64``: download Debian 12 and unpack its
+   essential packages (no maintainer script runs);
+2. the kernel: ``apt-get download`` of Debian's arm64 kernel through a
+   private apt directory (its own sources, lists and architecture, so the
+   host's apt configuration and dpkg database stay as they were), unpacked
+   into the userland with ``dpkg-deb -x`` and indexed by ``depmod -b``;
+3. ``dpkg-deb -x`` of the remaining downloaded packages, so the guest can
+   already run Python and modprobe during its first boot;
+4. the lab's Python requirements as aarch64 wheels (``pip install --target``
+   with ``--platform``: pip only downloads and unzips them);
+5. the second stage, in the guest: boot it over the userland and run
+   ``debootstrap --second-stage``, which configures every package with the
+   guest's own dpkg - a real Debian from then on.
+
+The result is cached under /var/cache/labsupport/vm/foreign/<arch>-<key>/,
+keyed by everything that went in, and every step's wall time is kept in its
+manifest::
+
+    userland = foreign.build("aarch64")      # minutes the first time, then instant
+    userland.steps                           # {"first stage": 27.1, ...} seconds
+    kernel, root = foreign.boot_parts("aarch64")   # for initramfs.guest_config
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from tqdm.auto import tqdm
+
+from labsupport import ownership
+from labsupport.kernel.errors import LabError, require_root
+from labsupport.vm import debian_image, guest_kernel, initramfs, platforms
+from labsupport.vm.guest_kernel import GuestKernel
+from labsupport.vm.qemu import VM, Share
+
+FOREIGN_CACHE = ownership.CACHE_DIR / "vm" / "foreign"
+REPO = Path(__file__).resolve().parents[2]
+#: What the kernel-facing tests call inside the guest: Python, busybox for the
+#: containers' roots, ip, modprobe, ps, a compiler for the attack probe and for
+#: reading the system call numbers from the C headers, capsh to decode masks.
+PACKAGES = ("python3", "busybox-static", "iproute2", "kmod", "procps", "gcc", "libc6-dev",
+            "libcap2-bin")
+#: The requirements the tests import (pinned in requirements.txt); not the notebook stack.
+REQUIREMENTS = ("pytest", "pytest-timeout", "psutil", "pyroute2", "tqdm")
+PYTHON = "3.11"  # Debian 12's, inside the guest
+STEPS = ("first stage", "kernel", "unpack", "wheels", "second stage")
+SECOND_STAGE_TIMEOUT = 3600.0
+TARGET_TAG = "labtarget"
+GUEST_TARGET = Path("/mnt/labtarget")
+LOG_TAG = "labshare"
+GUEST_LOG = Path("/mnt/labshare")
+_MANIFEST = "userland.json"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Userland:
+    """One built userland: a Debian root of another architecture, with its kernel inside."""
+
+    arch: str  # uname -m inside, e.g. aarch64
+    directory: Path  # the cache entry: root/, initramfs/, userland.json
+    kernel_release: str  # e.g. 6.1.0-50-arm64, under root/lib/modules
+    kernel_version: str  # the package version
+    steps: dict[str, float] = field(default_factory=dict)  # wall seconds of each build step
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "root"
+
+    @property
+    def kernel(self) -> GuestKernel:
+        return GuestKernel(self.kernel_release, self.kernel_version, self.root)
+
+    @property
+    def guest_root(self) -> initramfs.GuestRoot:
+        """What /init needs: this root, its own busybox, its modules where the guest sees them."""
+        return initramfs.GuestRoot(path=self.root, busybox=self.root / "bin" / "busybox",
+                                   modules_inside=f"/lib/modules/{self.kernel_release}",
+                                   arch=self.arch, cache=self.directory / "initramfs")
+
+    def __str__(self) -> str:
+        took = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.steps.items())
+        return (f"Debian {debian_image.SUITE} {platforms.of(self.arch).debian_arch} userland "
+                f"with Linux {self.kernel_release} in {self.root} (built in: {took})")
+
+
+# -- a private apt for another architecture ----------------------------------------
+
+class PrivateApt:
+    """apt with its own sources, lists and architecture under ``directory``.
+
+    Every path apt would read or write is redirected with ``-o`` options, so
+    the host's /etc/apt, /var/lib/apt and dpkg database are neither read for
+    packages nor changed; only the archive's signing keys are the host's.
+    """
+
+    def __init__(self, directory: Path, debian_arch: str) -> None:
+        self.directory = directory
+        self.debian_arch = debian_arch
+
+    @property
+    def options(self) -> list[str]:
+        d = self.directory
+        pairs = {"Dir::Etc::SourceList": d / "sources.list", "Dir::Etc::SourceParts": d / "parts",
+                 "Dir::State::Lists": d / "lists", "Dir::State::status": d / "status",
+                 "Dir::Cache": d / "cache", "Dir::Cache::archives": d / "archives",
+                 "APT::Architecture": self.debian_arch, "APT::Architectures::": self.debian_arch}
+        return [arg for name, value in pairs.items() for arg in ("-o", f"{name}={value}")]
+
+    def update(self) -> None:
+        for sub in ("parts", "lists/partial", "cache", "archives/partial"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        (self.directory / "status").touch()
+        (self.directory / "sources.list").write_text(
+            f"deb [arch={self.debian_arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+            f"{debian_image.apt_mirror()} {debian_image.SUITE} main\n")
+        _run(["apt-get", "-q", *self.options, "update"], "apt-get update (private lists)")
+
+    def download(self, package: str, version: str, into: Path) -> Path:
+        """Fetch one package file into ``into`` (apt-get download writes to its cwd)."""
+        _run(["apt-get", "-q", *self.options, "download", f"{package}={version}"],
+             f"Downloading {package}", cwd=into)
+        found = sorted(into.glob(f"{package}_*.deb"))
+        if not found:
+            raise LabError(f"apt-get download left no {package}_*.deb in {into}.")
+        return found[-1]
+
+
+# -- the steps ----------------------------------------------------------------------
+
+def _run(argv: list[str], what: str, cwd: Optional[Path] = None, timeout: float = 1800) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise LabError(f"{what} failed ({argv[0]} exited {done.returncode}): {tail}")
+    return done.stdout
+
+
+def fetch_kernel_into(root: Path, platform: platforms.Platform, scratch: Path) -> tuple[str, str]:
+    """Debian's current kernel for ``platform``, unpacked into ``root``; (release, version)."""
+    apt = PrivateApt(scratch / "apt", platform.debian_arch)
+    apt.update()
+    package, version = guest_kernel.newest_available((platform.kernel_package,), apt.options)
+    deb = apt.download(package, version, scratch)
+    _run(["dpkg-deb", "-x", str(deb), str(root)], f"Unpacking {deb.name}")
+    release = guest_kernel.release_of(package)
+    # The package's install script would run depmod; run it on the tree, from here.
+    _run(["depmod", "-b", str(root), release], "depmod on the guest's modules")
+    return release, version
+
+
+def unpack_downloaded(root: Path) -> int:
+    """dpkg-deb -x every package the first stage downloaded; returns how many.
+
+    The first stage unpacks only the essential packages; the rest wait for
+    the second. Unpacking them now (files only, no scripts) lets the guest
+    that runs the second stage already find modprobe and busybox.
+    """
+    debs = sorted((root / "var" / "cache" / "apt" / "archives").glob("*.deb"))
+    for deb in debs:
+        _run(["dpkg-deb", "-x", str(deb), str(root)], f"Unpacking {deb.name}")
+    return len(debs)
+
+
+def pinned(names: tuple[str, ...] = REQUIREMENTS, requirements: Path = REPO / "requirements.txt",
+           ) -> list[str]:
+    """``name==version`` for each of ``names``, as requirements.txt pins it (no marker lines)."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^;\s]+)", spec)
+        if match:
+            pins[match.group(1).lower()] = spec
+    missing = [name for name in names if name not in pins]
+    if missing:
+        raise LabError(f"requirements.txt pins no {', '.join(missing)}: the guest's wheels "
+                       "are fetched at the versions pinned there.")
+    return [pins[name] for name in names]
+
+
+def install_wheels(root: Path, platform: platforms.Platform, requirements: list[str]) -> Path:
+    """The requirements as wheels for ``platform``, unzipped where the guest's Python looks.
+
+    ``--platform`` makes pip choose wheels for another machine; it then only
+    accepts ready-made wheels (``--only-binary``) and unzips them into
+    ``--target`` - nothing is built or run here.
+    """
+    target = root / "usr" / "local" / "lib" / f"python{PYTHON}" / "dist-packages"
+    arch = platform.arch
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+          "--no-input", "--target", str(target), "--only-binary=:all:",
+          "--platform", f"manylinux2014_{arch}", "--platform", f"manylinux_2_28_{arch}",
+          "--python-version", PYTHON, "--implementation", "cp",
+          "--abi", f"cp{PYTHON.replace('.', '')}", *requirements], "pip install (guest wheels)")
+    return target
+
+
+#: The target is a 9p share, where mknod fails (ENXIO): ``container=lxc`` is debootstrap's
+#: own switch for a target that cannot hold device nodes (it then skips that check).
+SECOND_STAGE_SCRIPT = """\
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+uname -m > {log}/machine
+container=lxc chroot {target} /debootstrap/debootstrap --second-stage > {log}/second-stage.log 2>&1
+"""
+
+
+def second_stage(userland: Userland, timeout: float = SECOND_STAGE_TIMEOUT) -> None:
+    """Boot the guest over its unconfigured userland and let it configure itself.
+
+    The guest's root is the userland read-only under a tmpfs, as always;
+    the same directory is shared once more, writable, and the guest's own
+    debootstrap configures every package in there through a chroot.
+    """
+    share = ownership.temp_dir("second-stage")
+    try:
+        (share / "run.sh").write_text(SECOND_STAGE_SCRIPT.format(log=GUEST_LOG, target=GUEST_TARGET))
+        config = initramfs.guest_config(
+            userland.kernel, run=GUEST_LOG / "run.sh", memory_mb=1024, cpus=2,
+            root=userland.guest_root,
+            shares=[Share(LOG_TAG, share, writable=True, guest_path=GUEST_LOG),
+                    Share(TARGET_TAG, userland.root, writable=True, guest_path=GUEST_TARGET)])
+        with VM.start(config) as vm:
+            vm.wait_for(initramfs.READY_MARKER, 600, (initramfs.FAILED_MARKER,))
+            done = vm.wait_for(initramfs.EXIT_MARKER, timeout, (initramfs.FAILED_MARKER,))
+            vm.wait(timeout=60)
+        code = int(done.line.split()[-1])
+        log = (share / "second-stage.log").read_text(errors="replace") if (
+            share / "second-stage.log").exists() else ""
+        if code != 0:
+            tail = " | ".join(log.strip().splitlines()[-4:])
+            raise LabError(f"debootstrap's second stage failed in the guest (exit {code}): {tail}")
+    finally:
+        shutil.rmtree(share, ignore_errors=True)
+
+
+# -- the cache ----------------------------------------------------------------------
+
+def cache_key(arch: str) -> str:
+    """Changes with anything that goes in: suite, packages, pinned wheels, the stage script."""
+    parts = [arch, debian_image.SUITE, *PACKAGES, *pinned(), SECOND_STAGE_SCRIPT, PYTHON]
+    return f"{arch}-{hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:10]}"
+
+
+def _load(directory: Path) -> Optional[Userland]:
+    try:
+        data = json.loads((directory / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    userland = Userland(data["arch"], directory, data["kernel_release"], data["kernel_version"],
+                        data["steps"])
+    ok = (userland.root / "usr" / "bin" / "python3").exists() and userland.kernel.vmlinuz.is_file()
+    return userland if ok else None
+
+
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    FOREIGN_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(FOREIGN_CACHE / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def cached(arch: str) -> Optional[Userland]:
+    """The built userland for ``arch``, or None (never builds)."""
+    return _load(FOREIGN_CACHE / cache_key(arch))
+
+
+def _assemble(arch: str, work: Path, progress: tqdm) -> Userland:
+    platform = platforms.of(arch)
+    root = work / "root"
+    steps: dict[str, float] = {}
+
+    def timed(name: str, action: Callable[[], object]) -> object:
+        progress.set_postfix_str(name)
+        started = time.monotonic()
+        result = action()
+        steps[name] = round(time.monotonic() - started, 1)
+        progress.update(1)
+        return result
+
+    timed("first stage", lambda: debian_image.debootstrap(
+        root, PACKAGES, lambda detail: progress.set_postfix_str(f"first stage {detail}"),
+        foreign_arch=platform.debian_arch))
+    release, version = timed("kernel", lambda: fetch_kernel_into(root, platform, work))
+    timed("unpack", lambda: unpack_downloaded(root))
+    timed("wheels", lambda: install_wheels(root, platform, pinned()))
+    userland = Userland(arch, work, release, version, steps)
+    timed("second stage", lambda: second_stage(userland))
+    if not (root / "etc" / "passwd").is_file():
+        raise LabError("The second stage ended without /etc/passwd in the guest's root.")
+    shutil.rmtree(work / "apt", ignore_errors=True)
+    for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+        deb.unlink()
+    (work / _MANIFEST).write_text(json.dumps(
+        {"arch": arch, "kernel_release": release, "kernel_version": version, "steps": steps},
+        indent=1))
+    return userland
+
+
+def build(arch: str = "aarch64", show_progress: bool = True) -> Userland:
+    """The userland for ``arch``, built once per machine and input; instant when cached."""
+    require_root("Building a guest userland")
+    if platforms.is_host(arch):
+        raise LabError(f"{arch} is this host's own architecture: its guests boot over the "
+                       "host's root (vm.run_in_guest), no foreign userland is needed.")
+    platforms.of(arch)
+    for tool, package in (("debootstrap", "debootstrap"), ("dpkg-deb", "dpkg"),
+                          ("depmod", "kmod"), ("apt-get", "apt")):
+        if shutil.which(tool) is None:
+            raise LabError(f"{tool} is not installed: run `sudo ./lab install` "
+                           f"(it installs the {package} package).")
+    final = FOREIGN_CACHE / cache_key(arch)
+    with _lock():
+        found = _load(final)
+        if found is not None:
+            return found
+        work = FOREIGN_CACHE / f"{final.name}.building"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            with tqdm(total=len(STEPS), desc=f"{arch} userland", unit="step",
+                      disable=not show_progress) as bar:
+                _assemble(arch, work, bar)
+            shutil.rmtree(final, ignore_errors=True)
+            work.rename(final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    userland = _load(final)
+    assert userland is not None
+    return userland
+
+
+def boot_parts(arch: str) -> tuple[GuestKernel, initramfs.GuestRoot]:
+    """The kernel and root a guest of ``arch`` boots with (building the userland if needed)."""
+    userland = build(arch, show_progress=sys.stderr.isatty())
+    return userland.kernel, userland.guest_root
