@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -37,10 +38,12 @@ from tqdm.auto import tqdm
 
 from labsupport import ownership, process
 from labsupport.kernel.errors import LabError, require_root
+from labsupport.vm import platforms
 
 IMAGE_CACHE = ownership.CACHE_DIR / "vm" / "debian"
 SUITE = "bookworm"
-PACKAGES = ("systemd", "systemd-sysv", "udev", "openssh-server", "sudo", "linux-image-amd64",
+PACKAGES = ("systemd", "systemd-sysv", "udev", "openssh-server", "sudo",
+            platforms.PLATFORMS.get(os.uname().machine, platforms.PLATFORMS["x86_64"]).kernel_package,
             "initramfs-tools")
 DISK_GIB = 8
 #: Free space the build needs: the unpacked root, the sparse raw disk's used part, the qcow2.

@@ -216,42 +216,56 @@ def install_wheels(root: Path, platform: platforms.Platform, requirements: list[
     return target
 
 
-#: The target is a 9p share, where mknod fails (ENXIO): ``container=lxc`` is debootstrap's
-#: own switch for a target that cannot hold device nodes (it then skips that check).
+#: Runs in the guest. The second stage works on a copy-on-write view of the userland
+#: (overlayfs: the 9p share below, the guest's RAM above): dpkg's many small writes and
+#: fsyncs then stay inside the guest instead of each crossing 9p to the host, and
+#: device nodes can be made. The finished tree comes back as one tar stream.
 SECOND_STAGE_SCRIPT = """\
+set -e
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 uname -m > {log}/machine
-container=lxc chroot {target} /debootstrap/debootstrap --second-stage > {log}/second-stage.log 2>&1
+mkdir -p /tmp/upper /tmp/work /tmp/target
+mount -t overlay -o lowerdir={target},upperdir=/tmp/upper,workdir=/tmp/work overlay /tmp/target
+chroot /tmp/target /debootstrap/debootstrap --second-stage > {log}/second-stage.log 2>&1
+tar -C /tmp/target --one-file-system --numeric-owner -cf {log}/root.tar .
 """
 
 
 def second_stage(userland: Userland, timeout: float = SECOND_STAGE_TIMEOUT) -> None:
-    """Boot the guest over its unconfigured userland and let it configure itself.
+    """Boot the guest over its unconfigured userland, let it configure a copy, take that back.
 
-    The guest's root is the userland read-only under a tmpfs, as always;
-    the same directory is shared once more, writable, and the guest's own
-    debootstrap configures every package in there through a chroot.
+    The guest's root is the userland, read-only under a tmpfs as always;
+    the same directory is shared once more at ``GUEST_TARGET``, where the
+    guest's own debootstrap configures every package (see the script).
     """
-    share = ownership.temp_dir("second-stage")
+    share = userland.directory / "second-stage"
+    share.mkdir()
     try:
         (share / "run.sh").write_text(SECOND_STAGE_SCRIPT.format(log=GUEST_LOG, target=GUEST_TARGET))
         config = initramfs.guest_config(
-            userland.kernel, run=GUEST_LOG / "run.sh", memory_mb=1024, cpus=2,
+            userland.kernel, run=GUEST_LOG / "run.sh", memory_mb=2048, cpus=2,
             root=userland.guest_root,
             shares=[Share(LOG_TAG, share, writable=True, guest_path=GUEST_LOG),
-                    Share(TARGET_TAG, userland.root, writable=True, guest_path=GUEST_TARGET)])
+                    Share(TARGET_TAG, userland.root, guest_path=GUEST_TARGET)])
         with VM.start(config) as vm:
             vm.wait_for(initramfs.READY_MARKER, 600, (initramfs.FAILED_MARKER,))
             done = vm.wait_for(initramfs.EXIT_MARKER, timeout, (initramfs.FAILED_MARKER,))
             vm.wait(timeout=60)
         code = int(done.line.split()[-1])
-        log = (share / "second-stage.log").read_text(errors="replace") if (
-            share / "second-stage.log").exists() else ""
+        log = share / "second-stage.log"
         if code != 0:
-            tail = " | ".join(log.strip().splitlines()[-4:])
+            text = log.read_text(errors="replace") if log.exists() else "no log"
+            tail = " | ".join(text.strip().splitlines()[-4:])
             raise LabError(f"debootstrap's second stage failed in the guest (exit {code}): {tail}")
+        configured = userland.directory / "root.configured"
+        configured.mkdir()
+        _run(["tar", "-C", str(configured), "--numeric-owner", "-xpf", str(share / "root.tar")],
+             "Unpacking the configured userland")
+        shutil.rmtree(userland.root)
+        configured.rename(userland.root)
     finally:
         shutil.rmtree(share, ignore_errors=True)
+        shutil.rmtree(userland.directory / "root.configured", ignore_errors=True)
 
 
 # -- the cache ----------------------------------------------------------------------
@@ -307,6 +321,8 @@ def _assemble(arch: str, work: Path, progress: tqdm) -> Userland:
     timed("wheels", lambda: install_wheels(root, platform, pinned()))
     userland = Userland(arch, work, release, version, steps)
     timed("second stage", lambda: second_stage(userland))
+    if not (root / "var" / "lib" / "dpkg" / "status").read_text().count("install ok installed") > 50:
+        raise LabError("The second stage ended with few packages configured in the guest's root.")
     if not (root / "etc" / "passwd").is_file():
         raise LabError("The second stage ended without /etc/passwd in the guest's root.")
     shutil.rmtree(work / "apt", ignore_errors=True)

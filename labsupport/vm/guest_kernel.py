@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import lzma
+import os
 import re
 import shutil
 import struct
@@ -28,10 +29,13 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from labsupport import ownership
 from labsupport.kernel.errors import LabError
+from labsupport.vm import platforms
 
 KERNEL_CACHE = ownership.CACHE_DIR / "vm" / "kernel"
-#: Metapackages that always depend on the distribution's current kernel: Debian, then Ubuntu.
-METAPACKAGES = ("linux-image-amd64", "linux-image-generic")
+#: Metapackages that always depend on the distribution's current kernel: Debian's for this
+#: host's architecture (linux-image-amd64, linux-image-arm64), then Ubuntu's.
+METAPACKAGES = (platforms.PLATFORMS.get(os.uname().machine, platforms.PLATFORMS["x86_64"])
+                .kernel_package, "linux-image-generic")
 _STAMP = ".lab-package"
 
 Progress = Callable[[str], None]

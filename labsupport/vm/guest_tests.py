@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -73,6 +74,14 @@ class GuestTestRun:
                 f"{self.skipped} skipped in {self.test_seconds:.1f} s inside Linux "
                 f"{self.kernel_release} ({layout}; {self.accelerator.upper()}, "
                 f"boot {self.boot_seconds:.1f} s)")
+
+
+def collected_on_the_host(modules: Sequence[str], pytest_args: Sequence[str] = ()) -> int:
+    """How many tests pytest collects from ``modules`` here: the count a guest run is held to."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=",
+                          "-p", "no:cacheprovider", *pytest_args, *modules], cwd=REPO,
+                         capture_output=True, text=True)
+    return sum(1 for line in out.stdout.splitlines() if "::" in line)
 
 
 def _test_file(module: str) -> Path:

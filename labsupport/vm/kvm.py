@@ -31,11 +31,18 @@ A later QEMU boot test can refine this through ``probe_accelerator``'s
 
 The child is ``labsupport/kernel/kvm.py``, the raw KVM ioctls, run as a script
 (``python -I kvm.py --real-mode-child``): a hang or a crash stays in it.
+
+On an ARM host (aarch64) there is no real mode and no vmx/svm flag: the toy
+guest is x86 code. There the only proof is the one that counts anyway - a
+stock kernel booting under QEMU ``-accel kvm`` - so KVM is used on ARM only
+when ``boot_check`` says the guest kernel booted (``qemu.usable_accelerator``
+passes one).
 """
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -151,18 +158,37 @@ def _verdict(kvm_device: bool, pvm: bool, guest: dict) -> tuple[str, str]:
                    "hardware-assisted virtualization (KVM).")
 
 
+def _arm_verdict(has_device: bool, kvm_device: Path,
+                 boot_check: Optional[BootCheck]) -> tuple[str, str]:
+    """Before the boot check, on a host whose CPU cannot run the real-mode toy guest."""
+    if not has_device:
+        return _verdict(False, False, {})
+    if not os.access(kvm_device, os.R_OK | os.W_OK):
+        return _verdict(True, False, {"stage": "open /dev/kvm"})
+    if boot_check is None:
+        return "tcg", ("/dev/kvm is present, but on this CPU only booting a guest kernel "
+                       "can prove it works and none was tried; VMs will use QEMU's TCG "
+                       "emulation (slower).")
+    return "kvm", "A stock guest kernel booted on /dev/kvm, so VMs can use KVM."
+
+
 def probe_accelerator(timeout: float = 3.0, boot_check: Optional[BootCheck] = None,
                       kvm_device: Path = KVM_DEVICE, pvm_module: Path = PVM_MODULE,
                       ) -> AcceleratorProbe:
     """Tell whether VMs can use KVM or must use TCG, by running a guest for real.
 
     ``boot_check``, if given, runs only when KVM passed every other test and has
-    the last word (e.g. "does a stock kernel boot under QEMU -accel kvm").
+    the last word (e.g. "does a stock kernel boot under QEMU -accel kvm"). On
+    a host that is not x86 it is the only test there is.
     """
     has_device = kvm_device.exists()
     pvm = pvm_module.exists()
-    guest = _guest_report(kvm_device, timeout) if has_device else {"guest_ran": False}
-    accelerator, reason = _verdict(has_device, pvm, guest)
+    if platform.machine() != "x86_64":
+        guest: dict = {"guest_ran": False, "detail": "no x86 real-mode guest on this CPU"}
+        accelerator, reason = _arm_verdict(has_device, kvm_device, boot_check)
+    else:
+        guest = _guest_report(kvm_device, timeout) if has_device else {"guest_ran": False}
+        accelerator, reason = _verdict(has_device, pvm, guest)
     booted: Optional[bool] = None
     if accelerator == "kvm" and boot_check is not None:
         booted, boot_reason = boot_check()

@@ -1,0 +1,66 @@
+"""The kernel-facing tests once more, inside an aarch64 guest: the lab as an ARM laptop runs it.
+
+Learners on Apple Silicon run the lab in an arm64 Debian VM. Nothing on
+this x86_64 host would show a wrong system call number or a seccomp filter
+for the wrong architecture, so this test boots Debian's arm64 kernel under
+QEMU's TCG (every ARM instruction translated to x86 code) over an arm64
+Debian userland built offline into the lab cache (``labsupport.vm.foreign``:
+first stage here, second stage inside the guest), and runs this checkout's
+own tests there with the guest's Python 3.11 and aarch64 wheels.
+
+The guest's count is printed next to the host's for the same modules, and
+kept, with every step's wall time, in /var/cache/labsupport/vm/foreign/
+for the closing notes.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from labsupport.kernel import hoststate
+from labsupport.vm import foreign, guest_tests
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
+
+ARCH = "aarch64"
+#: The kernel-facing modules: system call numbers (checked against the guest's own C
+#: headers), namespaces, mounts and pivot_root, PID and user namespaces, networking,
+#: cgroups, images, the container runtime and its attacks, seccomp included.
+MODULES = ("tests/test_syscalls.py", "tests/test_pivot_root.py", "tests/test_namespaces.py",
+           "tests/test_mounts.py", "tests/test_pid_namespace.py", "tests/test_userns.py",
+           "tests/test_net.py", "tests/test_cgroups.py", "tests/test_images.py",
+           "tests/test_container.py", "tests/test_attacks.py")
+#: Stop at the first failure (-x): under TCG a broken guest should not cost an hour.
+PYTEST_ARGS = ("-x", "-q", "-o", "addopts=", "--timeout=900")
+REPORT = foreign.FOREIGN_CACHE / f"{ARCH}-tests.json"
+
+
+def test_the_kernel_facing_tests_pass_inside_an_aarch64_guest() -> None:
+    started = time.monotonic()
+    userland = foreign.build(ARCH)
+    build_seconds = time.monotonic() - started
+    on_the_host = guest_tests.collected_on_the_host(MODULES)
+    result = guest_tests.run_pytest_in_guest(MODULES, PYTEST_ARGS, arch=ARCH, boot_timeout=600,
+                                             run_timeout=5000, memory_mb=2048)
+    summary = {
+        "modules": list(MODULES), "host_collected": on_the_host,
+        "guest": {"tests": result.tests, "passed": result.passed, "failures": result.failures,
+                  "errors": result.errors, "skipped": result.skipped,
+                  "machine": result.machine, "kernel": result.kernel_release,
+                  "boot_seconds": round(result.boot_seconds, 1),
+                  "test_seconds": round(result.test_seconds, 1)},
+        "userland_build_steps": userland.steps, "userland_ready_seconds": round(build_seconds, 1),
+    }
+    REPORT.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"\n{ARCH} guest: {result}\nhost: {on_the_host} tests collected in the same modules\n"
+          f"userland: {userland}")
+    report = f"{result}\n{result.output[-8000:]}"
+    # The guest really was an ARM machine, running Debian's arm64 kernel.
+    assert result.machine == ARCH, report
+    assert result.kernel_release == userland.kernel_release, report
+    # Every test the host collects ran there, and none failed.
+    assert result.tests == on_the_host > 0, report
+    assert result.failures == 0 and result.errors == 0 and result.exit_code == 0, report
+    assert not [p for p in hoststate.processes().values() if p.name.startswith("qemu-system-aar")]
