@@ -27,7 +27,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -43,7 +42,7 @@ from labsupport.vm import platforms
 IMAGE_CACHE = ownership.CACHE_DIR / "vm" / "debian"
 SUITE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "udev", "openssh-server", "sudo",
-            platforms.PLATFORMS.get(os.uname().machine, platforms.PLATFORMS["x86_64"]).kernel_package,
+            platforms.host_or_x86().kernel_package,
             "initramfs-tools")
 DISK_GIB = 8
 #: Free space the build needs: the unpacked root, the sparse raw disk's used part, the qcow2.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import lzma
-import os
 import re
 import shutil
 import struct
@@ -34,8 +33,7 @@ from labsupport.vm import platforms
 KERNEL_CACHE = ownership.CACHE_DIR / "vm" / "kernel"
 #: Metapackages that always depend on the distribution's current kernel: Debian's for this
 #: host's architecture (linux-image-amd64, linux-image-arm64), then Ubuntu's.
-METAPACKAGES = (platforms.PLATFORMS.get(os.uname().machine, platforms.PLATFORMS["x86_64"])
-                .kernel_package, "linux-image-generic")
+METAPACKAGES = (platforms.host_or_x86().kernel_package, "linux-image-generic")
 _STAMP = ".lab-package"
 
 Progress = Callable[[str], None]

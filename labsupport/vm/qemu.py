@@ -35,11 +35,11 @@ import psutil
 
 from labsupport import ownership, process
 from labsupport.kernel.errors import LabError
-from labsupport.vm import guest_kernel, platforms
+from labsupport.vm import platforms
 from labsupport.vm.kvm import probe_accelerator
 
 #: This host's emulator (a guest of another architecture names its own in VMConfig).
-QEMU = platforms.PLATFORMS.get(os.uname().machine, platforms.PLATFORMS["x86_64"]).qemu
+QEMU = platforms.host_or_x86().qemu
 ACCELERATORS = ("kvm", "tcg")
 KMSG = Path("/dev/kmsg")
 CPUINFO = Path("/proc/cpuinfo")
@@ -113,35 +113,10 @@ def host_tsc_khz() -> int:
 
 # -- what to start -----------------------------------------------------------------
 
-def kernel_boots_under_kvm(timeout: float = 30.0) -> tuple[bool, str]:
-    """Boot the cached guest kernel under KVM with no root at all; (booted, one sentence).
-
-    A kernel that reaches its own "cannot mount root" panic has run its whole
-    early boot on this /dev/kvm - the proof the toy real-mode guest gives
-    only on x86. ``panic=-1`` and ``-no-reboot`` end QEMU right after.
-    """
-    kernel = guest_kernel.cached()
-    if kernel is None:
-        return False, ("No guest kernel is cached yet to try /dev/kvm with (run `python -m "
-                       "labsupport setup`); VMs will use QEMU's TCG emulation meanwhile.")
-    config = VMConfig(kernel=kernel.boot_image, accelerator="kvm", base_kernel_args=("panic=-1",))
-    try:
-        with VM.start(config) as vm:
-            reached = vm.wait_for("Unable to mount root", timeout)
-    except LabError as err:
-        return False, (f"/dev/kvm did not boot Debian's kernel ({str(err).split(';')[0]}); "
-                       "VMs will use QEMU's TCG emulation (slower).")
-    return True, f"Debian's kernel booted on /dev/kvm in {reached.seconds:.1f} s, so VMs use KVM."
-
-
 @functools.lru_cache(maxsize=1)
 def usable_accelerator() -> str:
-    """'kvm' or 'tcg': what really runs a stock guest kernel here (probed once per process).
-
-    On x86 a toy real-mode guest decides; elsewhere only a kernel boot can.
-    """
-    boot_check = kernel_boots_under_kvm if platforms.of().arch != "x86_64" else None
-    return probe_accelerator(boot_check=boot_check).accelerator
+    """'kvm' or 'tcg': what really runs a stock guest kernel here (probed once per process)."""
+    return probe_accelerator().accelerator
 
 
 def scratch_of(pid: int) -> Optional[Path]:
