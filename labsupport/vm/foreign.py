@@ -13,8 +13,8 @@ runs inside the guest:
 2. the kernel: ``apt-get download`` of Debian's arm64 kernel through a
    private apt directory (its own sources, lists and architecture, so the
    host's apt configuration and dpkg database stay as they were), unpacked
-   into the userland with ``dpkg-deb -x`` and indexed by ``depmod -b``;
-3. ``dpkg-deb -x`` of the remaining downloaded packages, so the guest can
+   into the userland and indexed by ``depmod -b``;
+3. the remaining downloaded packages' files unpacked, so the guest can
    already run Python and modprobe during its first boot;
 4. the lab's Python requirements as aarch64 wheels (``pip install --target``
    with ``--platform``: pip only downloads and unzips them);
@@ -43,7 +43,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import IO, Callable, Iterator, Optional
 
 from tqdm.auto import tqdm
 
@@ -149,12 +149,28 @@ class PrivateApt:
 
 # -- the steps ----------------------------------------------------------------------
 
-def _run(argv: list[str], what: str, cwd: Optional[Path] = None, timeout: float = 1800) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+def _run(argv: list[str], what: str, cwd: Optional[Path] = None, timeout: float = 1800,
+         stdin: Optional[IO[bytes]] = None) -> str:
+    done = subprocess.run(argv, capture_output=True, cwd=cwd, timeout=timeout, stdin=stdin)
+    out, err = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
     if done.returncode != 0:
-        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        tail = " | ".join((err or out).strip().splitlines()[-3:])
         raise LabError(f"{what} failed ({argv[0]} exited {done.returncode}): {tail}")
-    return done.stdout
+    return out
+
+
+def unpack_deb(deb: Path, root: Path) -> None:
+    """A package's files into ``root``, as debootstrap's first stage unpacks them.
+
+    Debian 12's root has merged /usr: /bin, /sbin and /lib are symlinks into
+    /usr. ``dpkg-deb -x`` would replace each with a real directory, splitting
+    the tree; tar keeps them with ``--keep-directory-symlink``.
+    """
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as feed:
+        _run(["tar", "-x", "--keep-directory-symlink", "-C", str(root)], f"Unpacking {deb.name}",
+             stdin=feed.stdout)
+    if feed.returncode != 0:
+        raise LabError(f"dpkg-deb could not read {deb} (exit {feed.returncode}).")
 
 
 def fetch_kernel_into(root: Path, platform: platforms.Platform, scratch: Path) -> tuple[str, str]:
@@ -163,7 +179,7 @@ def fetch_kernel_into(root: Path, platform: platforms.Platform, scratch: Path) -
     apt.update()
     package, version = guest_kernel.newest_available((platform.kernel_package,), apt.options)
     deb = apt.download(package, version, scratch)
-    _run(["dpkg-deb", "-x", str(deb), str(root)], f"Unpacking {deb.name}")
+    unpack_deb(deb, root)
     release = guest_kernel.release_of(package)
     # The package's install script would run depmod; run it on the tree, from here.
     _run(["depmod", "-b", str(root), release], "depmod on the guest's modules")
@@ -171,7 +187,7 @@ def fetch_kernel_into(root: Path, platform: platforms.Platform, scratch: Path) -
 
 
 def unpack_downloaded(root: Path) -> int:
-    """dpkg-deb -x every package the first stage downloaded; returns how many.
+    """Unpack every package the first stage downloaded; returns how many.
 
     The first stage unpacks only the essential packages; the rest wait for
     the second. Unpacking them now (files only, no scripts) lets the guest
@@ -179,7 +195,7 @@ def unpack_downloaded(root: Path) -> int:
     """
     debs = sorted((root / "var" / "cache" / "apt" / "archives").glob("*.deb"))
     for deb in debs:
-        _run(["dpkg-deb", "-x", str(deb), str(root)], f"Unpacking {deb.name}")
+        unpack_deb(deb, root)
     return len(debs)
 
 
