@@ -332,6 +332,12 @@ def _assemble(arch: str, work: Path, progress: tqdm) -> Userland:
     timed("first stage", lambda: debian_image.debootstrap(
         root, PACKAGES, lambda detail: progress.set_postfix_str(f"first stage {detail}"),
         foreign_arch=platform.debian_arch))
+    proc = root / "proc"
+    if proc.is_symlink():
+        # debootstrap takes a host with /.dockerenv for a Docker container and links the
+        # target's /proc to "/proc"; in the guest that link would point at itself.
+        proc.unlink()
+        proc.mkdir(mode=0o555)
     release, version = timed("kernel", lambda: fetch_kernel_into(root, platform, work))
     timed("unpack", lambda: unpack_downloaded(root))
     timed("wheels", lambda: install_wheels(root, platform, pinned()))
