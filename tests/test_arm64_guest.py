@@ -40,6 +40,7 @@ REPORT = foreign.FOREIGN_CACHE / f"{ARCH}-tests.json"
 def test_the_kernel_facing_tests_pass_inside_an_aarch64_guest() -> None:
     started = time.monotonic()
     userland = foreign.build(ARCH)
+    wheels = foreign.wheels(ARCH)
     build_seconds = time.monotonic() - started
     on_the_host = guest_tests.collected_on_the_host(MODULES)
     result = guest_tests.run_pytest_in_guest(MODULES, PYTEST_ARGS, arch=ARCH, boot_timeout=600,
@@ -51,11 +52,12 @@ def test_the_kernel_facing_tests_pass_inside_an_aarch64_guest() -> None:
                   "machine": result.machine, "kernel": result.kernel_release,
                   "boot_seconds": round(result.boot_seconds, 1),
                   "test_seconds": round(result.test_seconds, 1)},
-        "userland_build_steps": userland.steps, "userland_ready_seconds": round(build_seconds, 1),
+        "userland_build_steps": userland.steps, "wheels_fetch_seconds": wheels.seconds,
+        "userland_and_wheels_ready_seconds": round(build_seconds, 1),
     }
     REPORT.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\n{ARCH} guest: {result}\nhost: {on_the_host} tests collected in the same modules\n"
-          f"userland: {userland}")
+          f"userland: {userland}; wheels fetched in {wheels.seconds:.0f} s")
     report = f"{result}\n{result.output[-8000:]}"
     # The guest really was an ARM machine, running Debian's arm64 kernel.
     assert result.machine == ARCH, report

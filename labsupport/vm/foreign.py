@@ -16,19 +16,21 @@ runs inside the guest:
    into the userland and indexed by ``depmod -b``;
 3. the remaining downloaded packages' files unpacked, so the guest can
    already run Python and modprobe during its first boot;
-4. the lab's Python requirements as aarch64 wheels (``pip install --target``
-   with ``--platform``: pip only downloads and unzips them);
-5. the second stage, in the guest: boot it over the userland and run
+4. the second stage, in the guest: boot it over the userland and run
    ``debootstrap --second-stage``, which configures every package with the
    guest's own dpkg - a real Debian from then on.
 
-The result is cached under /var/cache/labsupport/vm/foreign/<arch>-<key>/,
-keyed by everything that went in, and every step's wall time is kept in its
-manifest::
+Apart from the userland, and cached apart (a new pin must not cost a new
+second stage), the lab's Python requirements as aarch64 wheels: ``pip
+install --target`` with ``--platform`` only downloads and unzips them. The
+guest mounts them where its Python looks for site packages.
+
+Both are cached under /var/cache/labsupport/vm/foreign/, keyed by everything
+that went in, with every step's wall time in their manifests::
 
     userland = foreign.build("aarch64")      # minutes the first time, then instant
     userland.steps                           # {"first stage": 27.1, ...} seconds
-    kernel, root = foreign.boot_parts("aarch64")   # for initramfs.guest_config
+    kernel, root, shares = foreign.boot_parts("aarch64")   # for initramfs.guest_config
 """
 from __future__ import annotations
 
@@ -61,9 +63,13 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("python3", "busybox-static", "iproute2", "kmod", "procps", "gcc", "libc6-dev",
             "libcap2-bin")
 #: The requirements the tests import (pinned in requirements.txt); not the notebook stack.
-REQUIREMENTS = ("pytest", "pytest-timeout", "psutil", "pyroute2", "tqdm")
+REQUIREMENTS = ("pytest", "pytest-timeout", "psutil", "pyroute2", "tqdm", "ipywidgets",
+                "matplotlib")
 PYTHON = "3.11"  # Debian 12's, inside the guest
-STEPS = ("first stage", "kernel", "unpack", "wheels", "second stage")
+STEPS = ("first stage", "kernel", "unpack", "second stage")
+WHEELS_TAG = "labwheels"
+#: Where the guest's Python looks for site packages of its own (Debian's /usr/local path).
+GUEST_WHEELS = Path(f"/usr/local/lib/python{PYTHON}/dist-packages")
 SECOND_STAGE_TIMEOUT = 3600.0
 TARGET_TAG = "labtarget"
 GUEST_TARGET = Path("/mnt/labtarget")
@@ -199,15 +205,27 @@ def unpack_downloaded(root: Path) -> int:
     return len(debs)
 
 
+def _applies_to_guest(marker: str) -> bool:
+    """A requirement line's ``python_version >= "3.11"`` marker, judged for the guest's Python."""
+    if not marker:
+        return True
+    match = re.fullmatch(r'python_version\s*(>=|<|==)\s*"([\d.]+)"', marker.strip())
+    if match is None:
+        raise LabError(f"The guest's wheels understand python_version markers only, not {marker!r}.")
+    op, version = match.groups()
+    guest, wanted = (tuple(int(x) for x in v.split(".")) for v in (PYTHON, version))
+    return {">=": guest >= wanted, "<": guest < wanted, "==": guest == wanted}[op]
+
+
 def pinned(names: tuple[str, ...] = REQUIREMENTS, requirements: Path = REPO / "requirements.txt",
            ) -> list[str]:
-    """``name==version`` for each of ``names``, as requirements.txt pins it (no marker lines)."""
+    """``name==version`` for each of ``names``, as requirements.txt pins it for Python 3.11."""
     pins = {}
     for line in requirements.read_text().splitlines():
-        spec = line.split("#")[0].strip()
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^;\s]+)", spec)
-        if match:
-            pins[match.group(1).lower()] = spec
+        spec, _, marker = line.split("#")[0].partition(";")
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", spec.strip())
+        if match and _applies_to_guest(marker):
+            pins[match.group(1).lower()] = spec.strip()
     missing = [name for name in names if name not in pins]
     if missing:
         raise LabError(f"requirements.txt pins no {', '.join(missing)}: the guest's wheels "
@@ -215,14 +233,13 @@ def pinned(names: tuple[str, ...] = REQUIREMENTS, requirements: Path = REPO / "r
     return [pins[name] for name in names]
 
 
-def install_wheels(root: Path, platform: platforms.Platform, requirements: list[str]) -> Path:
-    """The requirements as wheels for ``platform``, unzipped where the guest's Python looks.
+def install_wheels(target: Path, platform: platforms.Platform, requirements: list[str]) -> Path:
+    """The requirements as wheels for ``platform``, unzipped into ``target``.
 
     ``--platform`` makes pip choose wheels for another machine; it then only
     accepts ready-made wheels (``--only-binary``) and unzips them into
     ``--target`` - nothing is built or run here.
     """
-    target = root / "usr" / "local" / "lib" / f"python{PYTHON}" / "dist-packages"
     arch = platform.arch
     _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
           "--no-input", "--target", str(target), "--only-binary=:all:",
@@ -288,7 +305,7 @@ def second_stage(userland: Userland, timeout: float = SECOND_STAGE_TIMEOUT) -> N
 
 def cache_key(arch: str) -> str:
     """Changes with anything that goes in: suite, packages, pinned wheels, the stage script."""
-    parts = [arch, debian_image.SUITE, *PACKAGES, *pinned(), SECOND_STAGE_SCRIPT, PYTHON]
+    parts = [arch, debian_image.SUITE, *PACKAGES, SECOND_STAGE_SCRIPT, PYTHON]
     return f"{arch}-{hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:10]}"
 
 
@@ -340,7 +357,6 @@ def _assemble(arch: str, work: Path, progress: tqdm) -> Userland:
         proc.mkdir(mode=0o555)
     release, version = timed("kernel", lambda: fetch_kernel_into(root, platform, work))
     timed("unpack", lambda: unpack_downloaded(root))
-    timed("wheels", lambda: install_wheels(root, platform, pinned()))
     userland = Userland(arch, work, release, version, steps)
     timed("second stage", lambda: second_stage(userland))
     if not (root / "var" / "lib" / "dpkg" / "status").read_text().count("install ok installed") > 50:
@@ -389,7 +405,44 @@ def build(arch: str = "aarch64", show_progress: bool = True) -> Userland:
     return userland
 
 
-def boot_parts(arch: str) -> tuple[GuestKernel, initramfs.GuestRoot]:
-    """The kernel and root a guest of ``arch`` boots with (building the userland if needed)."""
+@dataclass(frozen=True)
+class Wheels:
+    """The pinned requirements as wheels for one architecture, unzipped in the cache."""
+
+    path: Path
+    requirements: tuple[str, ...]
+    seconds: float  # the wall time pip took when they were fetched
+
+    @property
+    def share(self) -> Share:
+        return Share(WHEELS_TAG, self.path, guest_path=GUEST_WHEELS)
+
+
+def wheels(arch: str) -> Wheels:
+    """The guest's Python packages for ``arch``, fetched once per set of pins."""
+    requirements = pinned()
+    digest = hashlib.sha256(json.dumps([arch, PYTHON, *requirements]).encode()).hexdigest()[:10]
+    final = FOREIGN_CACHE / f"{arch}-wheels-{digest}"
+    manifest = final / ".wheels.json"
+    with _lock():
+        if not manifest.is_file():
+            work = final.with_name(final.name + ".building")
+            shutil.rmtree(work, ignore_errors=True)
+            started = time.monotonic()
+            try:
+                install_wheels(work, platforms.of(arch), requirements)
+                (work / manifest.name).write_text(json.dumps(
+                    {"requirements": requirements,
+                     "seconds": round(time.monotonic() - started, 1)}))
+                shutil.rmtree(final, ignore_errors=True)
+                work.rename(final)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    data = json.loads(manifest.read_text())
+    return Wheels(final, tuple(data["requirements"]), data["seconds"])
+
+
+def boot_parts(arch: str) -> tuple[GuestKernel, initramfs.GuestRoot, list[Share]]:
+    """The kernel, root and shares a guest of ``arch`` boots with (built if needed)."""
     userland = build(arch, show_progress=sys.stderr.isatty())
-    return userland.kernel, userland.guest_root
+    return userland.kernel, userland.guest_root, [wheels(arch).share]

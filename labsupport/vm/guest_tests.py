@@ -160,9 +160,9 @@ def run_in_guest(script: str, boot_timeout: float = 120, run_timeout: float = 90
     stopped either way, and the share is removed.
     """
     if platforms.is_host(arch):
-        kernel, root = fetch_kernel(), initramfs.HOST_ROOT
+        kernel, root, extra = fetch_kernel(), initramfs.HOST_ROOT, []
     else:
-        kernel, root = foreign.boot_parts(str(arch))
+        kernel, root, extra = foreign.boot_parts(str(arch))
     share = ownership.temp_dir("guest-run")
     try:
         (share / "run.sh").write_text(script)
@@ -171,7 +171,7 @@ def run_in_guest(script: str, boot_timeout: float = 120, run_timeout: float = 90
             shares=[Share(SHARE_TAG, share, writable=True, guest_path=GUEST_SHARE),
                     # The checkout may sit under a path the guest covers with a fresh
                     # tmpfs (a CI clone in /tmp): mount it again at the same place.
-                    Share(CHECKOUT_TAG, REPO, guest_path=REPO)])
+                    Share(CHECKOUT_TAG, REPO, guest_path=REPO), *extra])
         with VM.start(config) as vm:
             fail_on = (initramfs.FAILED_MARKER,)
             boot = vm.wait_for(initramfs.READY_MARKER, boot_timeout, fail_on)
