@@ -62,9 +62,10 @@ REPO = Path(__file__).resolve().parents[2]
 #: reading the system call numbers from the C headers, capsh to decode masks.
 PACKAGES = ("python3", "busybox-static", "iproute2", "kmod", "procps", "gcc", "libc6-dev",
             "libcap2-bin")
-#: The requirements the tests import (pinned in requirements.txt); not the notebook stack.
+#: What the tests and the notebooks' kernels import (pinned in requirements.txt); not
+#: JupyterLab itself, nor playwright (the browser test stays on the host).
 REQUIREMENTS = ("pytest", "pytest-timeout", "psutil", "pyroute2", "tqdm", "ipywidgets",
-                "matplotlib")
+                "matplotlib", "ipykernel", "jupyter_client", "nbclient", "nbformat")
 PYTHON = "3.11"  # Debian 12's, inside the guest
 STEPS = ("first stage", "kernel", "unpack", "second stage")
 WHEELS_TAG = "labwheels"
