@@ -59,9 +59,10 @@ FOREIGN_CACHE = ownership.CACHE_DIR / "vm" / "foreign"
 REPO = Path(__file__).resolve().parents[2]
 #: What the kernel-facing tests call inside the guest: Python, busybox for the
 #: containers' roots, ip, modprobe, ps, a compiler for the attack probe and for
-#: reading the system call numbers from the C headers, capsh to decode masks.
+#: reading the system call numbers from the C headers, capsh to decode masks, jq (the
+#: images tests copy it into a layer) and runc (the container tests compare bundles with it).
 PACKAGES = ("python3", "busybox-static", "iproute2", "kmod", "procps", "gcc", "libc6-dev",
-            "libcap2-bin")
+            "libcap2-bin", "jq", "runc")
 #: What the tests and the notebooks' kernels import (pinned in requirements.txt); not
 #: JupyterLab itself, nor playwright (the browser test stays on the host).
 REQUIREMENTS = ("pytest", "pytest-timeout", "psutil", "pyroute2", "tqdm", "ipywidgets",
