@@ -38,6 +38,10 @@ GUEST_CANNOT = {
     "tests/test_userns.py::test_root_inside_cannot_reach_what_the_host_owns":
         "the guest's / is an overlay over 9p, not a disk: there is no disk to be refused, and "
         "overlayfs may be mounted inside a user namespace (EINVAL for no layers, not EPERM)",
+    "tests/test_cgroups.py::test_cpu_quota_caps_a_busy_loop_at_a_fifth_of_a_core[v2]":
+        "a CPU share measured against the wall clock: under TCG on a shared host the guest's "
+        "CPU accounting and its clock drift apart (0.20 in one run, 0.97 in another); the "
+        "quota itself (cpu.max) is checked by the test before it measures",
 }
 DESELECT = tuple(arg for test in GUEST_CANNOT for arg in ("--deselect", test))
 #: Stop at the first failure (-x): under TCG a broken guest should not cost an hour.
