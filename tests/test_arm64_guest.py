@@ -42,6 +42,10 @@ GUEST_CANNOT = {
         "a CPU share measured against the wall clock: under TCG on a shared host the guest's "
         "CPU accounting and its clock drift apart (0.20 in one run, 0.97 in another); the "
         "quota itself (cpu.max) is checked by the test before it measures",
+    "tests/test_attacks.py::test_clean_spares_a_strangers_cgroup_link_and_namespace_named_like_the_labs":
+        "its `ip netns add` is the first on a freshly booted guest, and iproute2 then mounts "
+        "/run/netns and leaves it: the residue check flags that mount (on a host where a "
+        "namespace was ever made, the mount already exists)",
 }
 DESELECT = tuple(arg for test in GUEST_CANNOT for arg in ("--deselect", test))
 #: Stop at the first failure (-x): under TCG a broken guest should not cost an hour.
