@@ -9,9 +9,6 @@ through a shared directory.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from labsupport import cgroups
@@ -23,13 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 MODULE = "tests/test_cgroups.py"
 
 
-def _collected_on_the_host(module: str) -> int:
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=",
-                          "-p", "no:cacheprovider", module], cwd=guest_tests.REPO,
-                         capture_output=True, text=True)
-    return sum(1 for line in out.stdout.splitlines() if "::" in line)
-
-
 def test_the_cgroup_tests_pass_inside_a_pure_v2_guest() -> None:
     host_layout = cgroups.detect_layout()
     result = guest_tests.run_pytest_in_guest(MODULE)
@@ -39,7 +29,7 @@ def test_the_cgroup_tests_pass_inside_a_pure_v2_guest() -> None:
     assert result.pure_v2, report
     assert {"cpuset", "cpu", "io", "memory", "pids"} <= set(result.cgroup_controllers), report
     # Every test of the module ran there, on the v2 back ends, and none failed.
-    assert result.tests == _collected_on_the_host(MODULE) > 0, report
+    assert result.tests == guest_tests.collected_on_the_host([MODULE]) > 0, report
     assert result.failures == 0 and result.errors == 0 and result.exit_code == 0, report
     assert "[v2]" in result.output and "[v1]" not in result.output, report
     # Outside: the host's own layout is as it was, and QEMU is gone.

@@ -345,12 +345,13 @@ def check_kvm() -> Verdict:
 
 def check_qemu() -> Verdict:
     """Notebooks 12-13 boot Debian's kernel under QEMU; `setup` caches that kernel."""
-    from labsupport.vm import guest_kernel, qemu
+    from labsupport.vm import guest_kernel, platforms, qemu
 
     if shutil.which(qemu.QEMU) is None:
         return Verdict("warning", "not installed",
                        "Notebooks 12-13 boot VMs with QEMU: run sudo ./lab install "
-                       "(it installs qemu-system-x86); containers are unaffected.")
+                       f"(it installs {platforms.host_or_x86().qemu_package}); "
+                       "containers are unaffected.")
     banner = subprocess.run([qemu.QEMU, "--version"], capture_output=True, text=True).stdout
     version = (re.findall(r"version ([\d.]+)", banner) or ["?"])[0]
     kernel = guest_kernel.cached()

@@ -29,6 +29,7 @@ from labsupport import ownership, process
 from labsupport.kernel.errors import LabError
 from labsupport.kernel.tables import Table
 from labsupport.ownership import records
+from labsupport.vm import platforms
 from labsupport.vm.guest_kernel import fetch_kernel
 from labsupport.vm.initramfs import FAILED_MARKER, READY_MARKER, guest_config
 from labsupport.vm.qemu import QEMU, VM
@@ -94,7 +95,7 @@ def boot(name: Optional[str] = None, memory_mb: int = 256, cpus: int = 2,
     """Boot an idle microVM in the background; return its state once the guest's /init ran."""
     if shutil.which(QEMU) is None:
         raise LabError(f"QEMU ({QEMU}) is not installed: run `sudo ./lab install` "
-                       "(it installs the qemu-system-x86 package).")
+                       f"(it installs the {platforms.host_or_x86().qemu_package} package).")
     name = _check_name(name) if name else _fresh_name()
     if any(vm["name"] == name for vm in ls()):
         raise LabError(f"A VM called {name} is running already: stop it first or pick another name.")

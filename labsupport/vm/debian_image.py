@@ -37,10 +37,12 @@ from tqdm.auto import tqdm
 
 from labsupport import ownership, process
 from labsupport.kernel.errors import LabError, require_root
+from labsupport.vm import platforms
 
 IMAGE_CACHE = ownership.CACHE_DIR / "vm" / "debian"
 SUITE = "bookworm"
-PACKAGES = ("systemd", "systemd-sysv", "udev", "openssh-server", "sudo", "linux-image-amd64",
+PACKAGES = ("systemd", "systemd-sysv", "udev", "openssh-server", "sudo",
+            platforms.host_or_x86().kernel_package,
             "initramfs-tools")
 DISK_GIB = 8
 #: Free space the build needs: the unpacked root, the sparse raw disk's used part, the qcow2.
@@ -140,9 +142,18 @@ def add_user(root: Path, name: str, public_key: str, sudo: bool = True) -> None:
         sudoers.chmod(0o440)
 
 
-def debootstrap(root: Path, packages: Sequence[str], progress: Callable[[str], None]) -> None:
-    """Unpack Debian into ``root``, telling ``progress`` what debootstrap is doing."""
-    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+def debootstrap(root: Path, packages: Sequence[str], progress: Callable[[str], None],
+                foreign_arch: Optional[str] = None) -> None:
+    """Unpack Debian into ``root``, telling ``progress`` what debootstrap is doing.
+
+    With ``foreign_arch`` (a Debian name such as ``arm64``) only the first
+    stage runs: debootstrap downloads every package and unpacks the essential
+    ones, but configures nothing, since that would mean running the other
+    architecture's programs here. The second stage runs inside that
+    architecture's guest (``foreign``).
+    """
+    foreign = ["--foreign", f"--arch={foreign_arch}"] if foreign_arch else []
+    argv = ["debootstrap", *foreign, "--variant=minbase", f"--include={','.join(packages)}",
             SUITE, str(root), apt_mirror()]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
         lines: list[str] = []

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from labsupport.kernel.errors import LabError
-from labsupport.vm import debian_image
+from labsupport.vm import debian_image, platforms
 from labsupport.vm.debian_image import DiskImage
 from labsupport.vm.qemu import VM, Reached, VMConfig
 
@@ -49,7 +49,9 @@ def config(image: DiskImage, port: int, memory_mb: int = 1024, cpus: int = 2,
                "-device", "virtio-blk-pci,drive=root",
                "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
                "-device", "virtio-net-pci,netdev=net0")
-    return VMConfig(kernel=image.kernel, initrd=image.initrd, machine="pc",
+    # x86: the PC machine, as an installed Debian expects; ARM: virt, which is all there is.
+    machine = "pc" if platforms.of().arch == "x86_64" else None
+    return VMConfig(kernel=image.kernel, initrd=image.initrd, machine=machine,
                     tcg_options="thread=multi,tb-size=128",
                     kernel_args=("root=/dev/vda", "rw"), memory_mb=memory_mb, cpus=cpus,
                     accelerator=accelerator, extra_args=devices)

@@ -24,14 +24,16 @@ import subprocess
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 from labsupport import ownership
 from labsupport.kernel.errors import LabError
+from labsupport.vm import platforms
 
 KERNEL_CACHE = ownership.CACHE_DIR / "vm" / "kernel"
-#: Metapackages that always depend on the distribution's current kernel: Debian, then Ubuntu.
-METAPACKAGES = ("linux-image-amd64", "linux-image-generic")
+#: Metapackages that always depend on the distribution's current kernel: Debian's for this
+#: host's architecture (linux-image-amd64, linux-image-arm64), then Ubuntu's.
+METAPACKAGES = (platforms.host_or_x86().kernel_package, "linux-image-generic")
 _STAMP = ".lab-package"
 
 Progress = Callable[[str], None]
@@ -76,11 +78,15 @@ class GuestKernel:
         return f"Linux {self.release} (package version {self.version}) in {self.root}"
 
 
-def _apt_cache_show(package: str) -> Optional[str]:
-    """``apt-cache show`` of the candidate version, or None if apt does not know the package."""
+def _apt_cache_show(package: str, apt_options: Sequence[str] = ()) -> Optional[str]:
+    """``apt-cache show`` of the candidate version, or None if apt does not know the package.
+
+    ``apt_options`` (``-o NAME=VALUE`` pairs) point apt at another set of
+    package lists - those of another architecture (see ``foreign``).
+    """
     if shutil.which("apt-cache") is None:
         return None
-    out = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
+    out = subprocess.run(["apt-cache", *apt_options, "show", "--no-all-versions", package],
                          capture_output=True, text=True)
     return out.stdout if out.returncode == 0 and out.stdout.strip() else None
 
@@ -90,23 +96,24 @@ def _field(control: str, name: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def newest_available() -> tuple[str, str]:
+def newest_available(metapackages: Sequence[str] = METAPACKAGES,
+                     apt_options: Sequence[str] = ()) -> tuple[str, str]:
     """(versioned package, version) that the kernel metapackage points at right now.
 
     >>> newest_available()          # on Debian 12
     ('linux-image-6.1.0-56-amd64', '6.1.192-2')
     """
-    for meta in METAPACKAGES:
-        control = _apt_cache_show(meta)
+    for meta in metapackages:
+        control = _apt_cache_show(meta, apt_options)
         if control is None:
             continue
         for dependency in _field(control, "Depends").split(","):
             name = dependency.split()[0] if dependency.split() else ""
             if name.startswith("linux-image-") and name != meta:
-                image = _apt_cache_show(name)
+                image = _apt_cache_show(name, apt_options)
                 if image is not None:
                     return name, _field(image, "Version")
-    raise LabError("apt knows no kernel package (linux-image-amd64): run `apt-get update` "
+    raise LabError(f"apt knows no kernel package ({metapackages[0]}): run `apt-get update` "
                    "on a Debian or Ubuntu host, then `python -m labsupport setup`.")
 
 

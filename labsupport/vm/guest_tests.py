@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence, Union
 
 from labsupport import ownership
 from labsupport.kernel.errors import LabError
-from labsupport.vm import initramfs
+from labsupport.vm import foreign, initramfs, platforms
 from labsupport.vm.guest_kernel import fetch_kernel
 from labsupport.vm.qemu import VM, Reached, Share
 
@@ -46,6 +47,7 @@ class GuestTestRun:
     errors: int
     skipped: int
     kernel_release: str  # uname -r inside the guest
+    machine: str  # uname -m inside the guest: its CPU architecture
     cgroup_controllers: tuple[str, ...]  # /sys/fs/cgroup/cgroup.controllers inside
     cgroup_mounts: tuple[str, ...]  # "cgroup2 /sys/fs/cgroup" for every cgroup mount inside
     boot_seconds: float  # QEMU start -> the guest's ready marker
@@ -74,6 +76,14 @@ class GuestTestRun:
                 f"boot {self.boot_seconds:.1f} s)")
 
 
+def collected_on_the_host(modules: Sequence[str], pytest_args: Sequence[str] = ()) -> int:
+    """How many tests pytest collects from ``modules`` here: the count a guest run is held to."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=",
+                          "-p", "no:cacheprovider", *pytest_args, *modules], cwd=REPO,
+                         capture_output=True, text=True)
+    return sum(1 for line in out.stdout.splitlines() if "::" in line)
+
+
 def _test_file(module: str) -> Path:
     path = Path(module)
     path = path if path.is_absolute() else (REPO / path)
@@ -83,15 +93,21 @@ def _test_file(module: str) -> Path:
     return path.resolve()
 
 
-def pytest_script(test_file: Path, pytest_args: Sequence[str]) -> str:
-    """The shell script that runs pytest in the guest and notes what the guest was."""
+def pytest_script(test_files: Sequence[Path], pytest_args: Sequence[str],
+                  python: str = sys.executable) -> str:
+    """The shell script that runs pytest in the guest and notes what the guest was.
+
+    ``python`` is the host's interpreter when the guest borrows the host's
+    root, the guest's own ``python3`` when it boots over a foreign userland.
+    """
     share = GUEST_SHARE
     q = shlex.quote
-    pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-              f"--junitxml={share / 'junit.xml'}", *pytest_args, str(test_file)]
+    pytest = [python, "-m", "pytest", "-p", "no:cacheprovider",
+              f"--junitxml={share / 'junit.xml'}", *pytest_args, *map(str, test_files)]
     return "\n".join([
         "export PYTHONDONTWRITEBYTECODE=1",
         f"uname -r > {q(str(share / 'uname'))}",
+        f"uname -m > {q(str(share / 'machine'))}",
         f"cat /sys/fs/cgroup/cgroup.controllers > {q(str(share / 'controllers'))}",
         # Field 5 of mountinfo is the mount point, the field after " - " the type.
         "awk '{for (i = 7; $i != \"-\"; i++); if ($(i+1) ~ /^cgroup/) print $(i+1), $5}' "
@@ -130,8 +146,12 @@ class GuestRun:
 
 
 def run_in_guest(script: str, boot_timeout: float = 120, run_timeout: float = 900,
-                 memory_mb: int = 1024, cpus: int = 2) -> GuestRun:
+                 memory_mb: int = 1024, cpus: int = 2, arch: Optional[str] = None) -> GuestRun:
     """Boot the guest, run ``script`` (sh) in it, power off, and bring back the share.
+
+    ``arch`` asks for a guest of another architecture (``aarch64`` on an
+    x86_64 host): it boots that architecture's Debian kernel over its own
+    userland (``foreign``, built once), under TCG.
 
     The script runs as root in the guest's copy of the host's root, from
     ``/``; whatever it writes under ``GUEST_SHARE`` comes back in
@@ -139,16 +159,19 @@ def run_in_guest(script: str, boot_timeout: float = 120, run_timeout: float = 90
     ends, raises a ``LabError`` holding the last console lines; QEMU is
     stopped either way, and the share is removed.
     """
-    kernel = fetch_kernel()
+    if platforms.is_host(arch):
+        kernel, root, extra = fetch_kernel(), initramfs.HOST_ROOT, []
+    else:
+        kernel, root, extra = foreign.boot_parts(str(arch))
     share = ownership.temp_dir("guest-run")
     try:
         (share / "run.sh").write_text(script)
         config = initramfs.guest_config(
-            kernel, run=GUEST_SHARE / "run.sh", memory_mb=memory_mb, cpus=cpus,
+            kernel, run=GUEST_SHARE / "run.sh", memory_mb=memory_mb, cpus=cpus, root=root,
             shares=[Share(SHARE_TAG, share, writable=True, guest_path=GUEST_SHARE),
                     # The checkout may sit under a path the guest covers with a fresh
                     # tmpfs (a CI clone in /tmp): mount it again at the same place.
-                    Share(CHECKOUT_TAG, REPO, guest_path=REPO)])
+                    Share(CHECKOUT_TAG, REPO, guest_path=REPO), *extra])
         with VM.start(config) as vm:
             fail_on = (initramfs.FAILED_MARKER,)
             boot = vm.wait_for(initramfs.READY_MARKER, boot_timeout, fail_on)
@@ -160,17 +183,24 @@ def run_in_guest(script: str, boot_timeout: float = 120, run_timeout: float = 90
         shutil.rmtree(share, ignore_errors=True)
 
 
-def run_pytest_in_guest(module: str, pytest_args: Sequence[str] = (), boot_timeout: float = 120,
-                        run_timeout: float = 900, memory_mb: int = 1024,
-                        cpus: int = 2) -> GuestTestRun:
-    """Boot the guest, run ``pytest MODULE`` inside with the host's interpreter, and report."""
-    test_file = _test_file(module)
-    run = run_in_guest(pytest_script(test_file, pytest_args), boot_timeout, run_timeout,
-                       memory_mb, cpus)
+def run_pytest_in_guest(module: Union[str, Sequence[str]], pytest_args: Sequence[str] = (),
+                        boot_timeout: float = 120, run_timeout: float = 900, memory_mb: int = 1024,
+                        cpus: int = 2, arch: Optional[str] = None) -> GuestTestRun:
+    """Boot the guest, run ``pytest MODULE...`` inside, and report.
+
+    The interpreter is the host's own, or the foreign userland's ``python3``
+    for a guest of another ``arch``.
+    """
+    modules = [module] if isinstance(module, str) else list(module)
+    test_files = [_test_file(m) for m in modules]
+    python = sys.executable if platforms.is_host(arch) else "python3"
+    run = run_in_guest(pytest_script(test_files, pytest_args, python), boot_timeout, run_timeout,
+                       memory_mb, cpus, arch)
+    names = [str(f.relative_to(REPO) if REPO in f.parents else f) for f in test_files]
     return GuestTestRun(
-        module=str(test_file.relative_to(REPO) if REPO in test_file.parents else test_file),
+        module=" ".join(names),
         exit_code=run.exit_code, **_junit_counts(run.file("junit.xml")),
-        kernel_release=run.file("uname"),
+        kernel_release=run.file("uname"), machine=run.file("machine"),
         cgroup_controllers=tuple(run.file("controllers").split()),
         cgroup_mounts=tuple(run.file("cgroup-mounts").splitlines()),
         boot_seconds=run.boot.seconds, test_seconds=run.done.seconds - run.boot.seconds,

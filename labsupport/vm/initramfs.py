@@ -269,14 +269,40 @@ def fill(template: str, module_files: Sequence[str], module_tree: Path) -> str:
     return template
 
 
+@dataclass(frozen=True)
+class GuestRoot:
+    """The tree a guest boots over (read-only, under a tmpfs), and what /init takes from it.
+
+    The default is the host's own root. A guest of another architecture
+    boots over a Debian userland of its own instead (``foreign``): its
+    busybox is built for that architecture, and its kernel's modules lie
+    inside that userland rather than in the host's cache.
+    """
+
+    path: Path = Path("/")  # on the host; shared with the guest over 9p
+    busybox: Path = BUSYBOX  # a static busybox the guest's CPU can run
+    modules_inside: Optional[str] = None  # the module tree as the guest sees it; None: the cache's
+    arch: Optional[str] = None  # the guest's architecture; None: the host's
+    cache: Path = INITRAMFS_CACHE  # one archive per root kind: a build replaces only its own
+
+
+HOST_ROOT = GuestRoot()
+
+
 def _busybox_applets() -> list[str]:
+    """The applets to link, as the host's busybox lists them.
+
+    Asked of the host's busybox even for a guest of another architecture,
+    whose binary cannot run here: both come from the same Debian release.
+    """
     if not BUSYBOX.is_file():
         raise LabError("busybox is not installed: run `sudo ./lab install` (it installs busybox-static).")
     out = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True, check=True)
     return out.stdout.split()
 
 
-def entries(kernel: GuestKernel, modules: Sequence[str] = BOOT_MODULES) -> list[Entry]:
+def entries(kernel: GuestKernel, modules: Sequence[str] = BOOT_MODULES,
+            root: GuestRoot = HOST_ROOT) -> list[Entry]:
     """Everything the archive holds, in the order the kernel must create it."""
     deps = read_modules_dep((kernel.modules / "modules.dep").read_text())
     order = load_order(deps, modules)
@@ -286,11 +312,12 @@ def entries(kernel: GuestKernel, modules: Sequence[str] = BOOT_MODULES) -> list[
                                       "proc", "sys", "host", "upper", "newroot", "lib",
                                       "lib/modules")]
     members.append(char_device("dev/console", 5, 1))
-    members.append(file("bin/busybox", BUSYBOX.read_bytes(), 0o755))
+    members.append(file("bin/busybox", root.busybox.read_bytes(), 0o755))
     members += [symlink(applet, "/bin/busybox") for applet in _busybox_applets()
                 if applet != "bin/busybox"]
-    members.append(file("init", fill(INIT_TEMPLATE, stored, kernel.modules).encode(), 0o755))
-    members.append(file("stage2", fill(STAGE2_TEMPLATE, stored, kernel.modules).encode()))
+    tree = Path(root.modules_inside or kernel.modules)
+    members.append(file("init", fill(INIT_TEMPLATE, stored, tree).encode(), 0o755))
+    members.append(file("stage2", fill(STAGE2_TEMPLATE, stored, tree).encode()))
     module_dirs = {str(parent) for name in stored for parent in Path("lib/modules", name).parents}
     members += [directory(d) for d in sorted(module_dirs - {".", "lib", "lib/modules"})]
     members += [file(f"lib/modules/{name}", module_bytes(kernel.modules / path))
@@ -298,24 +325,27 @@ def entries(kernel: GuestKernel, modules: Sequence[str] = BOOT_MODULES) -> list[
     return members
 
 
-def _cache_key(kernel: GuestKernel, modules: Sequence[str]) -> str:
+def _cache_key(kernel: GuestKernel, modules: Sequence[str], root: GuestRoot = HOST_ROOT) -> str:
     """Changes whenever anything that goes into the archive changes."""
     h = hashlib.sha256()
     for part in (kernel.release, kernel.version, str(kernel.modules), " ".join(modules),
                  INIT_TEMPLATE, STAGE2_TEMPLATE, NINEP_OPTIONS):
         h.update(part.encode() + b"\0")
-    h.update(hashlib.sha256(BUSYBOX.read_bytes()).digest() if BUSYBOX.is_file() else b"")
+    if root.modules_inside is not None:
+        h.update(root.modules_inside.encode() + b"\0")
+    busybox = root.busybox
+    h.update(hashlib.sha256(busybox.read_bytes()).digest() if busybox.is_file() else b"")
     return h.hexdigest()[:16]
 
 
 def build(kernel: GuestKernel, modules: Sequence[str] = BOOT_MODULES,
-          cache: Optional[Path] = None) -> Path:
+          cache: Optional[Path] = None, root: GuestRoot = HOST_ROOT) -> Path:
     """The guest's initramfs (cpio newc, gzip), built once per input into the cache."""
-    cache = cache or INITRAMFS_CACHE
-    target = cache / f"{kernel.release}-{_cache_key(kernel, modules)}.cpio.gz"
+    cache = cache or root.cache
+    target = cache / f"{kernel.release}-{_cache_key(kernel, modules, root)}.cpio.gz"
     if target.is_file():
         return target
-    data = gzip.compress(write_newc(entries(kernel, modules)), compresslevel=6, mtime=0)
+    data = gzip.compress(write_newc(entries(kernel, modules, root)), compresslevel=6, mtime=0)
     cache.mkdir(parents=True, exist_ok=True)
     for old in cache.glob("*.cpio.gz"):
         old.unlink()
@@ -326,8 +356,9 @@ def build(kernel: GuestKernel, modules: Sequence[str] = BOOT_MODULES,
 
 
 def guest_config(kernel: GuestKernel, run: Optional[Path] = None, shares: Sequence[Share] = (),
-                 memory_mb: int = 512, cpus: int = 2, accelerator: Optional[str] = None) -> VMConfig:
-    """A VM booting this initramfs on ``kernel``, over the host's root.
+                 memory_mb: int = 512, cpus: int = 2, accelerator: Optional[str] = None,
+                 root: GuestRoot = HOST_ROOT) -> VMConfig:
+    """A VM booting this initramfs on ``kernel``, over the host's root (or ``root``).
 
     Each share in ``shares`` appears inside at the path named by its tag's
     ``guest_path``; ``run`` is a script (a path as the guest sees it) that
@@ -337,9 +368,9 @@ def guest_config(kernel: GuestKernel, run: Optional[Path] = None, shares: Sequen
     args = [f"lab.mount={s.tag}:{s.guest_path}" for s in shares]
     if run is not None:
         args.append(f"lab.run={run}")
-    return VMConfig(kernel=kernel.boot_image, initrd=build(kernel), kernel_args=tuple(args),
-                    shares=(Share(HOST_ROOT_TAG, Path("/")), *shares),
-                    memory_mb=memory_mb, cpus=cpus, accelerator=accelerator)
+    return VMConfig(kernel=kernel.boot_image, initrd=build(kernel, root=root),
+                    kernel_args=tuple(args), shares=(Share(HOST_ROOT_TAG, root.path), *shares),
+                    memory_mb=memory_mb, cpus=cpus, accelerator=accelerator, arch=root.arch)
 
 
 def prepare(show_progress: bool = True) -> tuple[GuestKernel, Path]:

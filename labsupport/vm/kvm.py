@@ -31,16 +31,26 @@ A later QEMU boot test can refine this through ``probe_accelerator``'s
 
 The child is ``labsupport/kernel/kvm.py``, the raw KVM ioctls, run as a script
 (``python -I kvm.py --real-mode-child``): a hang or a crash stays in it.
+
+On an ARM host (aarch64) there is no real mode and no vmx/svm flag: the toy
+guest is x86 code. There the only proof is the one that counts anyway - a
+stock kernel booting under QEMU ``-accel kvm`` - so on ARM the default
+``boot_check`` boots the cached Debian kernel with no root at all: reaching
+its own "cannot mount root" panic means its whole early boot ran on this
+/dev/kvm. It too runs in a throw-away process with a timeout.
 """
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
+
+from labsupport.vm import guest_kernel, platforms
 
 KVM_DEVICE = Path("/dev/kvm")
 PVM_MODULE = Path("/sys/module/kvm_pvm")
@@ -151,18 +161,62 @@ def _verdict(kvm_device: bool, pvm: bool, guest: dict) -> tuple[str, str]:
                    "hardware-assisted virtualization (KVM).")
 
 
+def boot_stock_kernel(timeout: float = 30.0) -> tuple[bool, str]:
+    """Boot the lab's cached guest kernel under QEMU -accel kvm, rootless; (booted, one sentence)."""
+    kernel = guest_kernel.cached()
+    row = platforms.of()
+    if kernel is None:
+        return False, ("No guest kernel is cached yet to try /dev/kvm with (run `python -m "
+                       "labsupport setup`); VMs use QEMU's TCG emulation meanwhile.")
+    argv = [row.qemu, "-M", row.machine, "-accel", "kvm", "-cpu", "host", "-m", "256",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+            "-kernel", str(kernel.boot_image), "-append", f"console={row.console} panic=-1"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        console = done.stdout
+    except subprocess.TimeoutExpired as err:  # run() has killed QEMU
+        console = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else ""
+    except OSError as err:
+        return False, f"QEMU could not start ({err.strerror}); VMs will use TCG emulation."
+    if "Unable to mount root" in console:
+        return True, "Debian's kernel booted on /dev/kvm up to mounting its root, so VMs use KVM."
+    return False, ("/dev/kvm did not boot Debian's kernel within "
+                   f"{timeout:g} s; VMs will use QEMU's TCG emulation (slower).")
+
+
+def _arm_verdict(has_device: bool, kvm_device: Path,
+                 boot_check: Optional[BootCheck]) -> tuple[str, str]:
+    """Before the boot check, on a host whose CPU cannot run the real-mode toy guest."""
+    if not has_device:
+        return _verdict(False, False, {})
+    if not os.access(kvm_device, os.R_OK | os.W_OK):
+        return _verdict(True, False, {"stage": "open /dev/kvm"})
+    if boot_check is None:
+        return "tcg", ("/dev/kvm is present, but on this CPU only booting a guest kernel "
+                       "can prove it works and none was tried; VMs will use QEMU's TCG "
+                       "emulation (slower).")
+    return "kvm", "A stock guest kernel booted on /dev/kvm, so VMs can use KVM."
+
+
 def probe_accelerator(timeout: float = 3.0, boot_check: Optional[BootCheck] = None,
                       kvm_device: Path = KVM_DEVICE, pvm_module: Path = PVM_MODULE,
                       ) -> AcceleratorProbe:
     """Tell whether VMs can use KVM or must use TCG, by running a guest for real.
 
     ``boot_check``, if given, runs only when KVM passed every other test and has
-    the last word (e.g. "does a stock kernel boot under QEMU -accel kvm").
+    the last word (e.g. "does a stock kernel boot under QEMU -accel kvm"). On
+    a host that is not x86 it is the only test there is.
     """
     has_device = kvm_device.exists()
     pvm = pvm_module.exists()
-    guest = _guest_report(kvm_device, timeout) if has_device else {"guest_ran": False}
-    accelerator, reason = _verdict(has_device, pvm, guest)
+    if platform.machine() != "x86_64":
+        guest: dict = {"guest_ran": False, "detail": "no x86 real-mode guest on this CPU"}
+        boot_check = boot_check or boot_stock_kernel
+        accelerator, reason = _arm_verdict(has_device, kvm_device, boot_check)
+    else:
+        guest = _guest_report(kvm_device, timeout) if has_device else {"guest_ran": False}
+        accelerator, reason = _verdict(has_device, pvm, guest)
     booted: Optional[bool] = None
     if accelerator == "kvm" and boot_check is not None:
         booted, boot_reason = boot_check()

@@ -35,9 +35,11 @@ import psutil
 
 from labsupport import ownership, process
 from labsupport.kernel.errors import LabError
+from labsupport.vm import platforms
 from labsupport.vm.kvm import probe_accelerator
 
-QEMU = "qemu-system-x86_64"
+#: This host's emulator (a guest of another architecture names its own in VMConfig).
+QEMU = platforms.host_or_x86().qemu
 ACCELERATORS = ("kvm", "tcg")
 KMSG = Path("/dev/kmsg")
 CPUINFO = Path("/proc/cpuinfo")
@@ -159,11 +161,13 @@ class Share:
 
 @dataclass(frozen=True)
 class VMConfig:
-    """What to boot, and with how much: a direct kernel boot of QEMU's microvm machine.
+    """What to boot, and with how much: a direct kernel boot of QEMU's smallest machine.
 
-    microvm has no PCI bus, no firmware menus and no emulated legacy disks -
-    only virtio devices on memory-mapped I/O - so a kernel reaches user space
-    in seconds even under TCG.
+    On x86 that is microvm: no PCI bus, no firmware menus and no emulated
+    legacy disks - only virtio devices on memory-mapped I/O - so a kernel
+    reaches user space in seconds even under TCG. On ARM it is ``virt``, which
+    is built that way already (see ``platforms``). ``arch`` names the guest's
+    architecture; None means the host's, and only then can KVM run it.
     """
 
     kernel: Path
@@ -173,18 +177,27 @@ class VMConfig:
     memory_mb: int = 512
     cpus: int = 2
     accelerator: Optional[str] = None  # None: usable_accelerator()
-    qemu: str = QEMU
+    qemu: Optional[str] = None  # None: the emulator of the guest's architecture
     # What the full guest (fullvm) and the tuning comparison (tuning) change:
-    machine: str = "microvm"
+    machine: Optional[str] = None  # None: the architecture's machine (microvm, virt)
     tcg_options: str = "thread=multi"  # e.g. "thread=multi,tb-size=128" trims the translation cache
-    base_kernel_args: tuple[str, ...] = ("console=ttyS0", "panic=-1", "quiet")
+    base_kernel_args: tuple[str, ...] = ("panic=-1", "quiet")  # after console=<the serial port>
     extra_args: tuple[str, ...] = ()  # devices: disks, NICs
+    arch: Optional[str] = None  # the guest's architecture (uname -m); None: the host's
+
+    @property
+    def platform(self) -> platforms.Platform:
+        return platforms.of(self.arch)
+
+    @property
+    def emulator(self) -> str:
+        return self.qemu or self.platform.qemu
 
     def check(self) -> None:
         """Refuse bad input before anything starts, one sentence each."""
-        if shutil.which(self.qemu) is None:
-            raise LabError(f"QEMU ({self.qemu}) is not installed: run `sudo ./lab install` "
-                           "(it installs the qemu-system-x86 package).")
+        if shutil.which(self.emulator) is None:
+            raise LabError(f"QEMU ({self.emulator}) is not installed: run `sudo ./lab install` "
+                           f"(it installs the {self.platform.qemu_package} package).")
         if not Path(self.kernel).is_file():
             raise LabError(f"The guest kernel {self.kernel} does not exist: run "
                            "`python -m labsupport setup` to fetch it.")
@@ -193,6 +206,9 @@ class VMConfig:
                            "`python -m labsupport setup` to build it.")
         if self.accelerator not in (None, *ACCELERATORS):
             raise LabError(f"Unknown accelerator {self.accelerator!r}: use 'kvm', 'tcg' or None.")
+        if self.accelerator == "kvm" and not platforms.is_host(self.arch):
+            raise LabError(f"KVM runs guests of this host's own architecture only, not "
+                           f"{self.arch}: leave the accelerator to the lab (it picks TCG).")
         if self.memory_mb < 64 or self.cpus < 1:
             raise LabError("A guest needs at least 64 MiB of memory and one CPU.")
         for share in self.shares:
@@ -206,16 +222,18 @@ class VMConfig:
                                "the kernel splits its command line on spaces.")
 
     def kernel_command_line(self, accelerator: str) -> str:
-        args = list(self.base_kernel_args)
-        if accelerator == "tcg":
+        args = [f"console={self.platform.console}", *self.base_kernel_args]
+        if accelerator == "tcg" and self.platform.tsc_hint:
             args.append(f"tsc_early_khz={host_tsc_khz()}")
         return " ".join(args + list(self.kernel_args))
 
     def argv(self, accelerator: str, console: Path) -> list[str]:
         """QEMU's command line; the serial console goes to the file ``console``."""
-        accel = (["-accel", f"tcg,{self.tcg_options}".rstrip(",")] if accelerator == "tcg"
+        tcg_cpu = self.platform.tcg_cpu
+        accel = ((["-accel", f"tcg,{self.tcg_options}".rstrip(",")]
+                  + (["-cpu", tcg_cpu] if tcg_cpu else [])) if accelerator == "tcg"
                  else ["-accel", "kvm", "-cpu", "host"])
-        argv = [self.qemu, "-M", self.machine, *accel, "-m", f"{self.memory_mb}M",
+        argv = [self.emulator, "-M", self.machine or self.platform.machine, *accel, "-m", f"{self.memory_mb}M",
                 "-smp", str(self.cpus), "-nodefaults", "-no-user-config", "-display", "none",
                 "-no-reboot", "-chardev", f"file,id=console,path={_qemu_value(console)}",
                 "-serial", "chardev:console", "-kernel", _qemu_value(self.kernel),
@@ -278,7 +296,8 @@ class VM:
     def start(cls, config: VMConfig) -> "VM":
         """Launch QEMU; returns at once, while the guest boots."""
         config.check()
-        accelerator = config.accelerator or usable_accelerator()
+        accelerator = config.accelerator or (usable_accelerator() if platforms.is_host(config.arch)
+                                             else "tcg")
         scratch = ownership.temp_dir("vm")
         console = scratch / "console.log"
         console.touch()
